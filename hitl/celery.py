@@ -1,0 +1,42 @@
+"""The Celery app: queues, routes and the beat schedule.
+
+A Celery message is only a nudge; PostgreSQL is the system of record (DESIGN.md §4).
+"""
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitl.settings")
+
+app = Celery("hitl")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = [Queue("default"), Queue("ai"), Queue("callbacks")]
+
+
+def _beat_schedule() -> dict[str, dict[str, object]]:
+    from django.conf import settings
+
+    return {
+        "sweep-steps": {
+            "task": "hitl.steps_sweep",
+            "schedule": settings.HITL_SWEEP_INTERVAL,
+        },
+        "seal-audit": {
+            "task": "hitl.audit_seal",
+            "schedule": settings.HITL_AUDIT_SEAL_INTERVAL,
+        },
+    }
+
+
+@app.on_after_configure.connect
+def _configure(sender: Celery, **kwargs: object) -> None:
+    from django.conf import settings
+
+    sender.conf.beat_schedule = _beat_schedule()
+    sender.conf.task_soft_time_limit = settings.HITL_STEP_SOFT_TIME_LIMIT
+    sender.conf.task_time_limit = settings.HITL_STEP_HARD_TIME_LIMIT
+
+
+app.autodiscover_tasks(["workflows"])

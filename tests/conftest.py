@@ -1,0 +1,96 @@
+"""Shared fixtures: users with roles, workflow helpers, and a real Celery worker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from django.contrib.auth.models import User
+
+from workflows import services
+from workflows.models import Workflow
+
+# The worker and the test process must agree on these; see tests/worker.py.
+os.environ.setdefault("HITL_EXTRA_STEP_KINDS", "tests.kinds")
+
+
+@pytest.fixture(autouse=True)
+def _test_step_kinds(settings: Any) -> Iterator[None]:
+    from workflows.steps import registry
+
+    if "tests.kinds" not in settings.HITL_STEP_KINDS:
+        settings.HITL_STEP_KINDS = [*settings.HITL_STEP_KINDS, "tests.kinds"]
+    registry.cache_clear()
+    yield
+    registry.cache_clear()
+
+
+@pytest.fixture
+def system() -> services.Actor:
+    return services.Actor.system("tests")
+
+
+@pytest.fixture
+def owner(db: None) -> User:
+    return User.objects.create_user("owner", "owner@example.com", "pw")
+
+
+@pytest.fixture
+def reviewer(db: None) -> User:
+    return User.objects.create_user("reviewer", "reviewer@example.com", "pw")
+
+
+@pytest.fixture
+def outsider(db: None) -> User:
+    return User.objects.create_user("outsider", "outsider@example.com", "pw")
+
+
+@pytest.fixture
+def make_workflow(db: None, system: services.Actor):
+    """Publish a definition given as a dict (or YAML text) and return its workflow."""
+
+    def make(definition: dict[str, Any] | str, **extra: Any) -> Workflow:
+        source = definition if isinstance(definition, str) else yaml.safe_dump(definition)
+        result = services.workflow_import(source=source, actor=system)
+        workflow = result.workflow
+        for field, value in extra.items():
+            setattr(workflow, field, value)
+        if extra:
+            workflow.save()
+        return workflow
+
+    return make
+
+
+@pytest.fixture
+def transform_workflow(make_workflow: Any) -> Workflow:
+    return make_workflow(
+        {
+            "slug": "totals",
+            "name": "Totals",
+            "input_schema": {
+                "type": "object",
+                "properties": {"amount": {"type": "number"}},
+                "required": ["amount"],
+            },
+            "steps": [
+                {
+                    "id": "double",
+                    "kind": "transform",
+                    "config": {"output": {"v": "input.amount * 2"}},
+                },
+                {
+                    "id": "label",
+                    "kind": "transform",
+                    "config": {
+                        "output": {"big": "steps.double.output.v > 100"},
+                        "outcome": "steps.double.output.v > 100 ? 'approved' : 'rejected'",
+                    },
+                },
+                {"id": "done", "kind": "transform", "config": {"output": {"ok": "true"}}},
+            ],
+        }
+    )

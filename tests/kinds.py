@@ -1,0 +1,44 @@
+"""Step kinds that exist only for tests, registered through HITL_EXTRA_STEP_KINDS.
+
+`probe` records every execution in a log file and can sleep, fail or kill its own process,
+so fault tests can count effects and lose workers on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from workflows.steps.base import Completed, Failed, KindConfig, Result, StepContext, StepKind
+
+
+class ProbeConfig(KindConfig):
+    sleep: float = 0.0
+    die: bool = False
+    fail: str | None = None
+    retryable: bool = True
+
+
+class ProbeKind(StepKind):
+    name = "probe"
+    outcomes = None
+    Config = ProbeConfig
+
+    def execute(self, ctx: StepContext) -> Result:
+        config: ProbeConfig = ctx.config
+        log = (ctx.input or {}).get("log") if isinstance(ctx.input, dict) else None
+        if log:
+            with Path(log).open("a") as handle:
+                handle.write(f"{ctx.run_id}:{ctx.step_id}:{ctx.attempt}:{os.getpid()}\n")
+        if config.sleep:
+            time.sleep(config.sleep)
+        if config.die:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if config.fail:
+            return Failed(config.fail, retryable=config.retryable)
+        return Completed(output={"step": ctx.step_id, "attempt": ctx.attempt})
+
+
+KIND = ProbeKind()

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from io import StringIO
+from pathlib import Path
+
+import pytest
+import yaml
+from django.core.management import CommandError, call_command
+
+from workflows.models import Workflow, WorkflowVersion
+
+pytestmark = pytest.mark.django_db
+
+DEFINITION = {
+    "slug": "cli-demo",
+    "name": "CLI demo",
+    "steps": [{"id": "a", "kind": "transform", "config": {"output": {"x": "1 + 1"}}}],
+}
+
+
+def write(tmp_path: Path, data: object, name: str = "wf.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command("workflow", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_import_publishes_and_activates(tmp_path: Path) -> None:
+    assert run("import", str(write(tmp_path, DEFINITION))).strip() == (
+        "cli-demo v1 (new, published and activated)"
+    )
+    workflow = Workflow.objects.get(slug="cli-demo")
+    assert workflow.active_version.number == 1
+
+
+def test_the_same_content_twice_creates_nothing_new(tmp_path: Path) -> None:
+    path = write(tmp_path, DEFINITION)
+    run("import", str(path))
+    # Different formatting, same content.
+    same = tmp_path / "same.json"
+    same.write_text(__import__("json").dumps(DEFINITION, indent=4))
+    assert run("import", str(same)).strip() == "cli-demo v1 (unchanged, published)"
+    assert WorkflowVersion.objects.count() == 1
+
+
+def test_draft_is_stored_but_not_activated(tmp_path: Path) -> None:
+    run("import", str(write(tmp_path, DEFINITION)))
+    changed = {**DEFINITION, "name": "CLI demo 2"}
+    assert "v2 (new, draft)" in run("import", "--draft", str(write(tmp_path, changed)))
+    assert Workflow.objects.get(slug="cli-demo").active_version.number == 1
+    # Importing the same content without --draft publishes that version.
+    assert "v2 (unchanged, published and activated)" in run("import", str(write(tmp_path, changed)))
+
+
+def test_bad_definitions_are_refused_with_every_error_named(tmp_path: Path) -> None:
+    bad = {
+        "slug": "bad",
+        "name": "Bad",
+        "steps": [{"id": "a", "kind": "nope"}, {"id": "a", "kind": "wait", "next": "zz"}],
+    }
+    with pytest.raises(CommandError) as info:
+        run("import", str(write(tmp_path, bad)))
+    message = str(info.value)
+    assert "steps[0] (a).kind: unknown step kind 'nope'" in message
+    assert "steps[1] (a).id: duplicate step id 'a'" in message
+    assert not Workflow.objects.exists()
+
+
+def test_invalid_yaml_and_missing_files_are_clear(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("steps: [unclosed")
+    with pytest.raises(CommandError, match="not valid YAML"):
+        run("import", str(broken))
+    with pytest.raises(CommandError, match="cannot read"):
+        run("import", str(tmp_path / "missing.yaml"))
+
+
+def test_export_writes_the_definition_back(tmp_path: Path) -> None:
+    path = write(tmp_path, DEFINITION)
+    run("import", str(path))
+    assert yaml.safe_load(run("export", "cli-demo")) == DEFINITION
+    with pytest.raises(CommandError, match="no workflow"):
+        run("export", "nope")
+
+
+def test_schema_is_json_schema() -> None:
+    schema = __import__("json").loads(run("schema"))
+    assert schema["$schema"].startswith("https://json-schema.org/")

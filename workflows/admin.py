@@ -1,0 +1,128 @@
+"""The Django admin: run and step status, attempts, timings and errors, plus retry/cancel."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from workflows import services
+from workflows.errors import ServiceError
+from workflows.models import AuditEvent, Run, StepRun, Workflow, WorkflowVersion
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Writes go through services; the admin shows state and offers service-backed actions."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "active_version", "reviewer_group", "escalation_group"]
+    search_fields = ["slug", "name"]
+    filter_horizontal = ["admins"]
+    readonly_fields = ["active_version", "created_at"]
+
+
+@admin.register(WorkflowVersion)
+class WorkflowVersionAdmin(ReadOnlyAdmin):
+    list_display = ["workflow", "number", "status", "content_hash", "created_at", "published_at"]
+    list_filter = ["status", "workflow"]
+
+
+class StepRunInline(admin.TabularInline):
+    model = StepRun
+    extra = 0
+    can_delete = False
+    fields = [
+        "step_id",
+        "kind",
+        "status",
+        "outcome",
+        "attempts",
+        "confidence",
+        "calls",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "latency_ms",
+        "started_at",
+        "finished_at",
+        "error",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+def _apply(request: HttpRequest, action: str, objects: QuerySet, call: object) -> None:
+    done = failed = 0
+    for obj in objects:
+        try:
+            call(obj)  # type: ignore[operator]
+            done += 1
+        except ServiceError as exc:
+            failed += 1
+            messages.warning(request, f"{obj}: {exc}")
+    messages.info(request, f"{action}: {done} done, {failed} skipped")
+
+
+@admin.register(Run)
+class RunAdmin(ReadOnlyAdmin):
+    list_display = ["id", "workflow", "version", "status", "outcome", "source", "created_at"]
+    list_filter = ["status", "outcome", "workflow"]
+    date_hierarchy = "created_at"
+    inlines = [StepRunInline]
+    actions = ["retry_failed", "cancel"]
+
+    @admin.action(description="Retry the failed step of the selected runs")
+    def retry_failed(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        actor = services.Actor.for_user(request.user)
+        _apply(request, "retry", queryset, lambda run: services.run_retry(run=run, actor=actor))
+
+    @admin.action(description="Cancel the selected runs")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        actor = services.Actor.for_user(request.user)
+        _apply(request, "cancel", queryset, lambda run: services.run_cancel(run=run, actor=actor))
+
+
+@admin.register(StepRun)
+class StepRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "run",
+        "step_id",
+        "kind",
+        "status",
+        "attempts",
+        "confidence",
+        "calls",
+        "cost_usd",
+        "due_at",
+        "lease_expires_at",
+        "error",
+    ]
+    list_filter = ["status", "kind"]
+    search_fields = ["step_id", "error"]
+    actions = ["retry"]
+
+    @admin.action(description="Retry the selected failed steps")
+    def retry(self, request: HttpRequest, queryset: QuerySet[StepRun]) -> None:
+        actor = services.Actor.for_user(request.user)
+        _apply(request, "retry", queryset, lambda s: services.step_retry(step_run=s, actor=actor))
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["id", "seq", "created_at", "actor_label", "verb", "object_type", "object_id"]
+    list_filter = ["verb", "object_type", "actor_type"]
+    search_fields = ["object_id", "verb"]

@@ -1,0 +1,67 @@
+"""`manage.py workflow import FILE | export SLUG | schema`: definitions as files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from workflows import services
+from workflows.definitions import DefinitionError, schema_as_json
+from workflows.models import Workflow, WorkflowVersion
+
+
+class Command(BaseCommand):
+    help = "Import, export and describe workflow definitions."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        imp = sub.add_parser("import", help="validate and publish a definition file")
+        imp.add_argument("file", help="a YAML or JSON definition, or - for stdin")
+        imp.add_argument("--draft", action="store_true", help="store without publishing")
+        exp = sub.add_parser("export", help="write a workflow's definition")
+        exp.add_argument("slug")
+        exp.add_argument("--version", type=int, help="a version number (default: active)")
+        sub.add_parser("schema", help="print the JSON Schema of the definition format")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        action = options["action"]
+        if action == "import":
+            self._import(options["file"], draft=options["draft"])
+        elif action == "export":
+            self._export(options["slug"], options.get("version"))
+        else:
+            self.stdout.write(schema_as_json())
+
+    def _import(self, file: str, *, draft: bool) -> None:
+        try:
+            source = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"cannot read {file}: {exc}") from None
+        try:
+            result = services.workflow_import(
+                source=source, actor=services.Actor.system("cli"), publish=not draft
+            )
+        except DefinitionError as exc:
+            lines = "\n".join(f"  {loc or '(definition)'}: {msg}" for loc, msg in exc.errors)
+            raise CommandError(f"{file} is not a valid workflow definition:\n{lines}") from None
+        version = result.version
+        state = "new" if result.created else "unchanged"
+        active = " and activated" if result.activated else ""
+        self.stdout.write(
+            f"{result.workflow.slug} v{version.number} ({state}, {version.status}{active})"
+        )
+
+    def _export(self, slug: str, number: int | None) -> None:
+        workflow = Workflow.objects.filter(slug=slug).first()
+        if workflow is None:
+            raise CommandError(f"no workflow {slug!r}")
+        if number is None:
+            version = workflow.active_version
+        else:
+            version = WorkflowVersion.objects.filter(workflow=workflow, number=number).first()
+        if version is None:
+            raise CommandError(f"{slug!r} has no such version")
+        self.stdout.write(version.source.rstrip("\n"))

@@ -1,0 +1,23 @@
+"""Thin Celery tasks: ids in, one service call. Retries go through `due_at`, never self.retry."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from workflows import services
+
+
+@shared_task(name="hitl.step_execute", acks_late=True, reject_on_worker_lost=True)
+def step_execute_task(step_run_id: int) -> None:
+    # A missing or already-claimed step is a no-op inside the service.
+    services.step_execute(step_run_id=step_run_id)
+
+
+@shared_task(name="hitl.steps_sweep")
+def steps_sweep_task() -> dict[str, int]:
+    return services.steps_sweep()
+
+
+@shared_task(name="hitl.audit_seal")
+def audit_seal_task() -> int:
+    return services.audit_seal()

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "template_partials",
     "workflows",
     "hitl.accounts",
+    "hitl.demo",
 ]
 
 MIDDLEWARE = [

@@ -42,7 +42,7 @@ class StepRunInline(admin.TabularInline):
     model = StepRun
     extra = 0
     can_delete = False
-    fields = [
+    fields = (
         "step_id",
         "kind",
         "status",
@@ -57,7 +57,7 @@ class StepRunInline(admin.TabularInline):
         "started_at",
         "finished_at",
         "error",
-    ]
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:

@@ -9,7 +9,13 @@ from workflows.services.runs import (
     run_start,
     runs_retry_failed,
 )
-from workflows.services.steps import step_execute, step_fail, step_retry, steps_sweep
+from workflows.services.steps import (
+    run_drive,
+    step_execute,
+    step_fail,
+    step_retry,
+    steps_sweep,
+)
 
 __all__ = [
     "Actor",
@@ -17,6 +23,7 @@ __all__ = [
     "audit_seal",
     "audit_verify",
     "run_cancel",
+    "run_drive",
     "run_resume",
     "run_retry",
     "run_start",

@@ -85,7 +85,8 @@ def audit_seal(*, batch_size: int = 1000, now: datetime | None = None) -> int:
                 .values_list("seq", "hash")
                 .first()
             )
-            seq, prev_hash = last if last else (0, GENESIS_HASH)
+            seq: int = last[0] if last and last[0] is not None else 0
+            prev_hash: str = last[1] if last else GENESIS_HASH
             batch = list(AuditEvent.objects.filter(seq__isnull=True).order_by("id")[:batch_size])
             sealed_at = now or timezone.now()
             for event in batch:

@@ -103,7 +103,7 @@ def run_resume(
     now = now or timezone.now()
     events: list[AuditEvent] = []
     with transaction.atomic():
-        run = Run.objects.select_for_update().select_related("version").get(pk=run.pk)
+        run = Run.objects.select_for_update().get(pk=run.pk)
         step_run = StepRun.objects.filter(
             run=run, step_id=step_id, status=StepRun.Status.WAITING
         ).first()

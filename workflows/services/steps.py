@@ -7,6 +7,8 @@ that still holds the lease.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import random
 import time
@@ -16,14 +18,13 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from workflows import engine
 from workflows.definitions import WorkflowDefinition
-from workflows.models import AuditEvent, Run, StepRun
+from workflows.models import AuditEvent, Run, StepRun, WorkflowVersion
 from workflows.services.audit import Actor, audit_event
 from workflows.steps import get_kind
 from workflows.steps.base import (
@@ -45,11 +46,9 @@ def step_enqueue_on_commit(step_run: StepRun) -> None:
     """Nudge a worker once the transaction that made the step due has committed."""
     from workflows.tasks import step_execute_task
 
-    step_execute_task.apply_async_on_commit(args=[step_run.pk], queue=get_kind(step_run.kind).queue)
-
-
-def _definition(run: Run) -> WorkflowDefinition:
-    return WorkflowDefinition.model_validate(run.version.definition)
+    step_execute_task.apply_async_on_commit(
+        args=(step_run.pk,), queue=get_kind(step_run.kind).queue
+    )
 
 
 def step_create(
@@ -72,22 +71,63 @@ def step_create(
     return step_run
 
 
-def _claimable(now: datetime) -> Q:
-    return Q(status=StepRun.Status.READY, due_at__lte=now) | Q(
-        status=StepRun.Status.RUNNING, lease_expires_at__lte=now
-    )
+# The claim, in one round trip. One conditional UPDATE decides the race (zero rows: someone
+# else has the step); the same statement marks a pending run as running, audits the start,
+# and returns what execution needs, including the outputs of the run's completed steps.
+# The payload digest is the SHA-256 of the canonical JSON that `audit_event` would write.
+_CLAIM_SQL = """
+WITH claimed AS (
+    UPDATE workflows_steprun
+    SET status = 'running', attempts = attempts + 1, lease_expires_at = %(lease)s,
+        started_at = COALESCE(started_at, %(now)s)
+    WHERE id = %(id)s AND attempts < max_attempts
+      AND ((status = 'ready' AND due_at <= %(now)s)
+           OR (status = 'running' AND lease_expires_at <= %(now)s))
+    RETURNING id, run_id, step_id, kind, position, attempts, max_attempts, meta,
+              calls, input_tokens, output_tokens, cost_usd
+),
+run_started AS (
+    UPDATE workflows_run SET status = 'running', updated_at = %(now)s
+    WHERE id = (SELECT run_id FROM claimed) AND status = 'pending'
+    RETURNING id
+),
+audited AS (
+    INSERT INTO workflows_auditevent (created_at, actor_type, actor_id, actor_label, verb,
+        object_type, object_id, payload, payload_sha256, prev_hash, hash)
+    SELECT %(now)s, 'system', '', %(actor)s, 'step.started', 'step_run', c.id::text,
+           p.text::jsonb, encode(sha256(convert_to(p.text, 'UTF8')), 'hex'), '', ''
+    FROM claimed c, LATERAL (
+        SELECT '{"attempt":' || c.attempts || ',"run":' || c.run_id
+               || ',"step":' || to_json(c.step_id)::text || '}' AS text
+    ) p
+    RETURNING id
+)
+SELECT c.id, c.run_id, c.step_id, c.kind, c.position, c.attempts, c.max_attempts, c.meta,
+       c.calls, c.input_tokens, c.output_tokens, c.cost_usd,
+       r.status, r.outcome, r.input, r.version_id, r.workflow_id, w.slug,
+       (SELECT COALESCE(json_agg(json_build_array(s.step_id, s.output, s.confidence, s.outcome)),
+                        '[]')
+        FROM workflows_steprun s WHERE s.run_id = c.run_id AND s.status = 'completed') AS earlier,
+       (SELECT count(*) FROM audited) AS audited
+FROM claimed c
+JOIN workflows_run r ON r.id = c.run_id
+JOIN workflows_workflow w ON w.id = r.workflow_id
+"""
 
 
 def step_execute(*, step_run_id: int, now: datetime | None = None) -> StepRun | None:
-    """Run one step, if this caller wins the claim. Returns the recorded StepRun or None."""
-    now = now or timezone.now()
-    step_run = _claim(step_run_id, now)
-    if step_run is None:
+    """Run one step, if this caller wins the claim. Returns the recorded StepRun or None.
+
+    `now` pins the clock for tests; by default the claim and the record each read it.
+    """
+    claimed = _claim(step_run_id, now or timezone.now())
+    if claimed is None:
         return None
+    step_run, earlier = claimed
     run = step_run.run
     kind = get_kind(step_run.kind)
-    definition = _definition(run)
-    ctx = _context(step_run, definition, now)
+    definition = version_definition(run.version_id)
+    ctx = _context(step_run, definition, earlier, now or timezone.now())
     started = time.monotonic()
     # Outside any transaction: a model or HTTP call must never hold a database lock.
     try:
@@ -99,55 +139,95 @@ def step_execute(*, step_run_id: int, now: datetime | None = None) -> StepRun | 
         result = Failed(f"{type(exc).__name__}: {exc}", retryable=False)
     elapsed_ms = int((time.monotonic() - started) * 1000)
     return step_record(
-        step_run=step_run,
-        result=result,
-        elapsed_ms=elapsed_ms,
-        now=timezone.now() if now is None else now,
+        step_run=step_run, result=result, elapsed_ms=elapsed_ms, now=now or timezone.now()
     )
 
 
-def _claim(step_run_id: int, now: datetime) -> StepRun | None:
-    with transaction.atomic():
-        # One conditional update decides the race: zero rows means someone else has it.
-        claimed = (
-            StepRun.objects.filter(_claimable(now), pk=step_run_id)
-            .filter(attempts__lt=F("max_attempts"))
-            .update(
-                status=StepRun.Status.RUNNING,
-                attempts=F("attempts") + 1,
-                lease_expires_at=now + settings.HITL_STEP_LEASE,
-                started_at=Coalesce(F("started_at"), now),
-            )
+def _claim(step_run_id: int, now: datetime) -> tuple[StepRun, list[list[Any]]] | None:
+    params = {
+        "id": step_run_id,
+        "now": now,
+        "lease": now + settings.HITL_STEP_LEASE,
+        "actor": SYSTEM.label,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, params)
+        row = cursor.fetchone()
+    if row is None:
+        _park_exhausted(Q(pk=step_run_id), now)
+        return None
+    (
+        pk,
+        run_id,
+        step_id,
+        kind,
+        position,
+        attempts,
+        max_attempts,
+        meta,
+        calls,
+        input_tokens,
+        output_tokens,
+        cost_usd,
+        run_status,
+        outcome,
+        run_input,
+        version_id,
+        workflow_id,
+        slug,
+        earlier,
+        _,
+    ) = row
+    run = Run(
+        id=run_id,
+        status=run_status,
+        outcome=outcome,
+        input=_json(run_input),
+        version_id=version_id,
+        workflow_id=workflow_id,
+    )
+    run._workflow_slug = slug  # type: ignore[attr-defined]
+    step_run = StepRun(
+        id=pk,
+        run=run,
+        step_id=step_id,
+        kind=kind,
+        position=position,
+        status=StepRun.Status.RUNNING,
+        attempts=attempts,
+        max_attempts=max_attempts,
+        meta=_json(meta),
+        calls=calls,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost_usd=cost_usd,
+    )
+    if run_status in Run.FINISHED:
+        # Unreachable through the services (cancelling a run cancels its open steps), but a
+        # step of a finished run must never execute.
+        StepRun.objects.filter(pk=pk).update(
+            status=StepRun.Status.CANCELLED, lease_expires_at=None, finished_at=now
         )
-        if not claimed:
-            _park_exhausted(Q(pk=step_run_id), now)
-            return None
-        step_run = StepRun.objects.select_related("run__version", "run__workflow").get(
-            pk=step_run_id
-        )
-        run = step_run.run
-        if run.status in Run.FINISHED:
-            StepRun.objects.filter(pk=step_run.pk).update(
-                status=StepRun.Status.CANCELLED, lease_expires_at=None, finished_at=now
-            )
-            return None
-        if run.status == Run.Status.PENDING:
-            Run.objects.filter(pk=run.pk, status=Run.Status.PENDING).update(
-                status=Run.Status.RUNNING, updated_at=now
-            )
-        AuditEvent.objects.bulk_create(
-            [
-                audit_event(
-                    actor=SYSTEM,
-                    verb="step.started",
-                    object_type="step_run",
-                    object_id=step_run.pk,
-                    payload={"run": run.pk, "step": step_run.step_id, "attempt": step_run.attempts},
-                    now=now,
-                )
-            ]
-        )
-    return step_run
+        return None
+    return step_run, _json(earlier)
+
+
+def _json(value: Any) -> Any:
+    # Raw cursors return json/jsonb already decoded by psycopg; text only if cast as such.
+    return json.loads(value) if isinstance(value, str) else value
+
+
+@functools.lru_cache(maxsize=256)
+def version_definition(version_id: int) -> WorkflowDefinition:
+    """A version's parsed definition. Published versions never change, so caching is safe."""
+    data = WorkflowVersion.objects.values_list("definition", flat=True).get(pk=version_id)
+    return WorkflowDefinition.model_validate(data)
+
+
+@functools.lru_cache(maxsize=1024)
+def _step_config(version_id: int, step_id: str) -> Any:
+    step = version_definition(version_id).step(step_id)
+    return get_kind(step.kind).validate(step.config)
 
 
 def _park_exhausted(where: Q, now: datetime) -> int:
@@ -171,28 +251,27 @@ def _park_exhausted(where: Q, now: datetime) -> int:
                 pk=pk, status=StepRun.Status.RUNNING, attempts=attempts
             ).update(status=StepRun.Status.FAILED, error=error, finished_at=now)
             if done:
-                _fail_run(run, step_run, error, now, events := [])
+                events: list[AuditEvent] = []
+                _fail_run(run, step_run, error, now, events)
                 AuditEvent.objects.bulk_create(events)
                 parked += 1
                 logger.error("parked step %s of run %s: %s", step_run.step_id, run.pk, error)
     return parked
 
 
-def _context(step_run: StepRun, definition: WorkflowDefinition, now: datetime) -> StepContext:
+def _context(
+    step_run: StepRun, definition: WorkflowDefinition, earlier: list[list[Any]], now: datetime
+) -> StepContext:
     run = step_run.run
-    earlier = StepRun.objects.filter(run_id=run.pk, status=StepRun.Status.COMPLETED).values_list(
-        "step_id", "output", "confidence", "outcome"
-    )
-    step = definition.step(step_run.step_id)
     return StepContext(
         run_id=run.pk,
         step_run_id=step_run.pk,
         workflow_id=run.workflow_id,
-        workflow_slug=run.workflow.slug,
+        workflow_slug=run._workflow_slug,  # type: ignore[attr-defined]
         version_id=run.version_id,
         step_id=step_run.step_id,
         attempt=step_run.attempts,
-        config=get_kind(step.kind).validate(step.config),
+        config=_step_config(run.version_id, step_run.step_id),
         input=run.input,
         steps={sid: StepView(out, conf, outcome) for sid, out, conf, outcome in earlier},
         now=now,
@@ -236,7 +315,7 @@ def step_record(
     events: list[AuditEvent] = []
     with transaction.atomic():
         # The run row serialises every transition of one run (resume, cancel, record).
-        run = Run.objects.select_for_update().select_related("version").get(pk=step_run.run_id)
+        run = Run.objects.select_for_update().get(pk=step_run.run_id)
         fields: dict[str, Any] = {
             "lease_expires_at": None,
             **_usage_fields(step_run, result.usage, elapsed_ms),
@@ -340,7 +419,7 @@ def _event(verb: str, step_run: StepRun, payload: dict[str, Any], now: datetime)
 
 def _advance(run: Run, step_run: StepRun, now: datetime, events: list[AuditEvent]) -> None:
     """Make the next step due, or finish the run. The caller holds the run's lock."""
-    definition = _definition(run)
+    definition = version_definition(run.version_id)
     run.outcome = engine.run_outcome(run.outcome, step_run.outcome)
     decision = engine.after(definition, step_run.step_id, step_run.outcome)
     run.updated_at = now
@@ -412,6 +491,22 @@ def steps_sweep(*, now: datetime | None = None, limit: int = 500) -> dict[str, i
         for pk, kind in rows:
             step_enqueue_on_commit(StepRun(pk=pk, kind=kind))
     return {"enqueued": len(rows), "parked": parked}
+
+
+def run_drive(*, run: Run, now: datetime | None = None, limit: int = 100) -> Run:
+    """Execute a run's due steps in this process until none is left.
+
+    For seeding, the CLI and tests: the same claim/record path as a worker, with no broker.
+    """
+    for _ in range(limit):
+        due = StepRun.objects.filter(
+            run=run, status=StepRun.Status.READY, due_at__lte=now or timezone.now()
+        ).first()
+        if due is None:
+            break
+        step_execute(step_run_id=due.pk, now=now)
+    run.refresh_from_db()
+    return run
 
 
 def step_retry(*, step_run: StepRun, actor: Actor, now: datetime | None = None) -> StepRun:

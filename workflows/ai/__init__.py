@@ -1,0 +1,1 @@
+"""The AI seam: model building, inference-time scaling strategies, confidence, local model."""

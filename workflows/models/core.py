@@ -1,4 +1,4 @@
-"""The system of record: workflows, their immutable versions, runs, steps and the audit trail.
+"""Workflows, their immutable versions, runs, steps and the audit trail.
 
 Models hold fields, constraints and status choices. Every write goes through `workflows.services`.
 """

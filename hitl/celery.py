@@ -23,6 +23,10 @@ def _beat_schedule() -> dict[str, dict[str, object]]:
             "task": "hitl.steps_sweep",
             "schedule": settings.HITL_SWEEP_INTERVAL,
         },
+        "resume-budget-waits": {
+            "task": "hitl.ai_budget_sweep",
+            "schedule": 60.0,
+        },
         "seal-audit": {
             "task": "hitl.audit_seal",
             "schedule": settings.HITL_AUDIT_SEAL_INTERVAL,

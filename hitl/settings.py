@@ -5,6 +5,8 @@ See README.md ("Settings") for the full list.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -180,8 +182,46 @@ HITL_REENQUEUE_AFTER = timedelta(
     seconds=env_float("HITL_REENQUEUE_AFTER", 2 * env_float("HITL_SWEEP_INTERVAL", 15.0))
 )
 HITL_AUDIT_SEAL_INTERVAL = env_float("HITL_AUDIT_SEAL_INTERVAL", 5.0)
+# Gates and review tasks. The audit-sample key makes the draw deterministic per run and step;
+# derived from SECRET_KEY unless pinned (rotating SECRET_KEY would change re-executed draws).
+HITL_GATE_AUDIT_SECRET = (
+    os.environ.get("HITL_GATE_AUDIT_SECRET")
+    or hmac.new(SECRET_KEY.encode(), b"hitl.gate.audit_sample", hashlib.sha256).hexdigest()
+)
+# A reviewer's claim is a lease, renewed while they work; the review sweeper frees lapsed ones.
+HITL_REVIEW_CLAIM = timedelta(seconds=env_float("HITL_REVIEW_CLAIM_SECONDS", 900.0))
+# The SLA warning falls due once this share of a task's SLA has passed.
+HITL_SLA_WARNING_FRACTION = env_float("HITL_SLA_WARNING_FRACTION", 0.75)
+# Deep links in notification emails start with this.
+HITL_BASE_URL = os.environ.get("HITL_BASE_URL", "http://127.0.0.1:8000")
+# --- AI steps -------------------------------------------------------------------------------
+# Seconds a provider call may take; providers never retry on their own (max_retries=0).
+HITL_AI_TIMEOUT = env_float("HITL_AI_TIMEOUT", 60.0)
+# Extra keyword arguments per provider for init_chat_model, e.g. {"openai": {"base_url": ...}}.
+HITL_AI_PROVIDER_OPTIONS: dict[str, dict[str, object]] = {}
+if os.environ.get("HITL_OPENAI_BASE_URL"):
+    HITL_AI_PROVIDER_OPTIONS["openai"] = {"base_url": os.environ["HITL_OPENAI_BASE_URL"]}
+# USD per million tokens, by model spec. Unknown models cost 0 (and say so in the docs).
+HITL_AI_PRICES: dict[str, dict[str, float]] = {
+    "openai:gpt-4o-mini": {"input": 0.15, "output": 0.60},
+    "openai:gpt-4o": {"input": 2.50, "output": 10.00},
+    "openai:gpt-4.1-mini": {"input": 0.40, "output": 1.60},
+    "anthropic:claude-3-5-haiku-latest": {"input": 0.80, "output": 4.00},
+    "anthropic:claude-sonnet-4-0": {"input": 3.00, "output": 15.00},
+}
+# Calls per minute per provider, shared by every worker through Redis.
+HITL_AI_RATE_LIMITS: dict[str, int] = {
+    name: int(value)
+    for name, _, value in (
+        item.partition("=") for item in env_list("HITL_AI_RATE_LIMITS", "openai=500,anthropic=50")
+    )
+    if value
+}
+
 HITL_STEP_KINDS = [
     "workflows.steps.transform",
     "workflows.steps.wait",
+    "workflows.steps.ai",
+    "workflows.steps.gate",
     *env_list("HITL_EXTRA_STEP_KINDS"),
 ]

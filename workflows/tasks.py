@@ -23,3 +23,8 @@ def steps_sweep_task() -> dict[str, int]:
 @shared_task(name="hitl.audit_seal")
 def audit_seal_task() -> int:
     return services.audit_seal()
+
+
+@shared_task(name="hitl.ai_budget_sweep")
+def ai_budget_sweep_task() -> int:
+    return services.ai_budget_sweep()

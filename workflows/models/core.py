@@ -31,6 +31,8 @@ class Workflow(models.Model):
     active_version = models.ForeignKey(
         "WorkflowVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # Spend control: at the cap, new AI steps wait (reason "budget") instead of spending.
+    daily_cost_cap_usd = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -1,7 +1,21 @@
 """Every write and state change goes through these services (HackSoft style)."""
 
+from workflows.services.ai import ai_budget_sweep, local_model_train, workflow_set_daily_cap
 from workflows.services.audit import Actor, audit_record, audit_seal, audit_verify
 from workflows.services.definitions import workflow_import
+from workflows.services.review import (
+    review_claim,
+    review_claim_next,
+    review_claims_expire,
+    review_decide,
+    review_reassign,
+    review_release,
+    review_renew,
+    review_skip,
+    review_sla_breach,
+    review_sla_warn,
+    review_sweep,
+)
 from workflows.services.runs import (
     run_cancel,
     run_resume,
@@ -19,9 +33,22 @@ from workflows.services.steps import (
 
 __all__ = [
     "Actor",
+    "ai_budget_sweep",
     "audit_record",
     "audit_seal",
     "audit_verify",
+    "local_model_train",
+    "review_claim",
+    "review_claim_next",
+    "review_claims_expire",
+    "review_decide",
+    "review_reassign",
+    "review_release",
+    "review_renew",
+    "review_skip",
+    "review_sla_breach",
+    "review_sla_warn",
+    "review_sweep",
     "run_cancel",
     "run_drive",
     "run_resume",
@@ -33,4 +60,5 @@ __all__ = [
     "step_retry",
     "steps_sweep",
     "workflow_import",
+    "workflow_set_daily_cap",
 ]

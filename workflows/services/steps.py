@@ -144,7 +144,7 @@ def step_execute(*, step_run_id: int, now: datetime | None = None) -> StepRun | 
 
 
 def _claim(step_run_id: int, now: datetime) -> tuple[StepRun, list[list[Any]]] | None:
-    params = {
+    params: dict[str, Any] = {
         "id": step_run_id,
         "now": now,
         "lease": now + settings.HITL_STEP_LEASE,

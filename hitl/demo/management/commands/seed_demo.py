@@ -14,9 +14,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from workflows import services
-from workflows.models import Run, Workflow
+from workflows.ai.local import load_jsonl
+from workflows.models import LocalModel, Run, Workflow
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "workflows"
+TICKETS = Path(__file__).resolve().parents[2] / "data" / "tickets.jsonl"
 PASSWORD = "demo"  # noqa: S105 (demo-only, refused outside DEBUG + HITL_DEMO)
 
 EXPENSES = [
@@ -24,6 +26,27 @@ EXPENSES = [
     {"employee": "grace", "amount": 180.0, "currency": "USD", "description": "conference"},
     {"employee": "linus", "amount": 12.0, "currency": "GBP", "description": "taxi"},
     {"employee": "barbara", "amount": 2400.0, "currency": "EUR", "description": "laptop"},
+]
+
+
+TICKETS_DEMO = [
+    {
+        "subject": "Charged twice this month",
+        "body": "Hi, my card shows two payments for the Plus plan in November. "
+        "Can you refund one of them?",
+        "customer": "c-1042",
+    },
+    {
+        "subject": "Thermostat offline",
+        "body": "Since the last firmware update the thermostat keeps dropping off the wifi "
+        "and the app says device unreachable.",
+        "customer": "c-2231",
+    },
+    {
+        "subject": "Question",
+        "body": "My package has not arrived and I also can't log in to check the order.",
+        "customer": "c-3310",
+    },
 ]
 
 
@@ -37,6 +60,7 @@ class Command(BaseCommand):
                 "HITL_DEMO=1 and DEBUG=1."
             )
         actor = services.Actor.system("seed_demo")
+        self._local_model(actor)
         with transaction.atomic():
             admin, _reviewer = self._users()
             for path in sorted(DEMO_DIR.glob("*.yaml")):
@@ -48,6 +72,17 @@ class Command(BaseCommand):
                     workflow.save(update_fields=["reviewer_group"])
                 self.stdout.write(f"workflow {workflow.slug} v{result.version.number}")
         self._runs(actor)
+
+    def _local_model(self, actor: services.Actor) -> None:
+        if LocalModel.objects.filter(name="tickets").exists():
+            return
+        model = services.local_model_train(
+            name="tickets",
+            examples=load_jsonl(TICKETS),
+            actor=actor,
+            source={"file": TICKETS.name},
+        )
+        self.stdout.write(f"{model}: held-out accuracy {model.metrics['accuracy']:.3f}")
 
     def _users(self) -> tuple[User, User]:
         group, _ = Group.objects.get_or_create(name="demo-reviewers")
@@ -68,6 +103,7 @@ class Command(BaseCommand):
         return user
 
     def _runs(self, actor: services.Actor) -> None:
+        self._ticket_runs(actor)
         workflow = Workflow.objects.get(slug="expense-intake")
         if Run.objects.filter(workflow=workflow).exists():
             return
@@ -84,4 +120,14 @@ class Command(BaseCommand):
                     output={"approved_by": "demo-admin"},
                 )
                 run = services.run_drive(run=run)
+            self.stdout.write(f"run {run.pk}: {run.status} {run.outcome}".rstrip())
+
+    def _ticket_runs(self, actor: services.Actor) -> None:
+        workflow = Workflow.objects.get(slug="ticket-triage")
+        if Run.objects.filter(workflow=workflow).exists():
+            return
+        # Held-out-style tickets: not in the training set, easy and ambiguous ones.
+        for ticket in TICKETS_DEMO:
+            run = services.run_start(workflow=workflow, input=ticket, actor=actor, source="demo")
+            run = services.run_drive(run=run)
             self.stdout.write(f"run {run.pk}: {run.status} {run.outcome}".rstrip())

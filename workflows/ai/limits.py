@@ -1,0 +1,63 @@
+"""Spend control: a per-provider rate limit shared by every worker (Redis), and the
+per-workflow daily cost cap (PostgreSQL)."""
+
+from __future__ import annotations
+
+import functools
+import time
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import redis
+from django.conf import settings
+from django.db.models import Sum
+
+from workflows.models import StepRun
+
+
+class RateLimited(Exception):
+    """The provider's shared call budget for this minute is spent; retry after `retry_after`."""
+
+    def __init__(self, provider: str, retry_after: float):
+        self.provider = provider
+        self.retry_after = retry_after
+        super().__init__(f"{provider}: local rate limit reached, retry in {retry_after:.0f}s")
+
+
+@functools.cache
+def _client() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def take_calls(provider: str, calls: int, *, now: float | None = None) -> None:
+    """Count `calls` against the provider's calls-per-minute limit, or raise RateLimited.
+
+    A fixed one-minute window in Redis: one INCRBY per batch, atomic across workers.
+    """
+    limit = settings.HITL_AI_RATE_LIMITS.get(provider)
+    if not limit:
+        return
+    now = time.time() if now is None else now
+    window = int(now // 60)
+    key = f"hitl:rate:{provider}:{window}"
+    pipe = _client().pipeline()
+    pipe.incrby(key, calls)
+    pipe.expire(key, 120)
+    used = int(pipe.execute()[0])
+    if used > limit:
+        raise RateLimited(provider, retry_after=60 - (now % 60))
+
+
+def day_start(now: datetime) -> datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def spent_today(workflow_id: int, now: datetime) -> Decimal:
+    """Money spent by the workflow's steps that finished today (UTC)."""
+    since = day_start(now)
+    total = StepRun.objects.filter(
+        run__workflow_id=workflow_id,
+        finished_at__gte=since,
+        finished_at__lt=since + timedelta(days=1),
+    ).aggregate(total=Sum("cost_usd"))["total"]
+    return total or Decimal("0")

@@ -1,0 +1,38 @@
+"""Offline local models, stored as their training set: workers rebuild them, no pickles."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class LocalModel(models.Model):
+    """One trained version of a local classifier (`local:<name>@<version>` in a definition).
+
+    What is stored is what was trained from: the labelled examples, the seed and the
+    hyper-parameters. Training is deterministic and takes well under a second, so any worker
+    rebuilds the same model on first use, and nothing executable is ever loaded from the DB.
+    """
+
+    name = models.SlugField(max_length=80)
+    version = models.PositiveIntegerField()
+    examples = models.JSONField()  # [{"text": ..., "label": ...}, ...]
+    seed = models.IntegerField(default=0)
+    params = models.JSONField(default=dict, blank=True)
+    # sha256 over the training set, seed, params and scikit-learn version.
+    fingerprint = models.CharField(max_length=64)
+    labels = models.JSONField(default=list)
+    # Held-out evaluation at training time: accuracy, log loss, Brier score, ECE, n.
+    metrics = models.JSONField(default=dict, blank=True)
+    # Where the examples came from, e.g. {"file": "tickets.jsonl"} or {"decisions": 120}.
+    source = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="localmodel_version_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"local:{self.name}@{self.version}"

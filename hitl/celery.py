@@ -27,6 +27,10 @@ def _beat_schedule() -> dict[str, dict[str, object]]:
             "task": "hitl.ai_budget_sweep",
             "schedule": 60.0,
         },
+        "sweep-review": {
+            "task": "hitl.review_sweep",
+            "schedule": settings.HITL_SWEEP_INTERVAL,
+        },
         "seal-audit": {
             "task": "hitl.audit_seal",
             "schedule": settings.HITL_AUDIT_SEAL_INTERVAL,

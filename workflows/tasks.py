@@ -28,3 +28,9 @@ def audit_seal_task() -> int:
 @shared_task(name="hitl.ai_budget_sweep")
 def ai_budget_sweep_task() -> int:
     return services.ai_budget_sweep()
+
+
+@shared_task(name="hitl.review_sweep")
+def review_sweep_task() -> dict[str, int]:
+    # Lapsed claims, SLA warnings and breaches: all `due_at`-style columns, never countdowns.
+    return services.review_sweep()

@@ -1,0 +1,106 @@
+"""Email about review tasks, sent through Django's email backend once the change commits.
+
+Recipients and text are worked out inside the caller's transaction; the send happens in an
+on-commit callback, so a rolled-back change sends nothing and a failed send (logged) never
+undoes a decision that already committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import EmailMessage, get_connection
+from django.db import transaction
+
+from workflows.models import ReviewTask, Workflow
+
+logger = logging.getLogger(__name__)
+
+# The review UI's task page; the web layer must serve this path.
+TASK_PATH = "/review/tasks/{id}/"
+
+
+def task_url(task: ReviewTask) -> str:
+    return settings.HITL_BASE_URL.rstrip("/") + TASK_PATH.format(id=task.pk)
+
+
+def notify_sla_warning(task: ReviewTask) -> None:
+    """Whoever holds the task, or its audience if nobody does."""
+    recipients = _emails([task.claimed_by]) if task.claimed_by_id else audience_emails(task)
+    due = task.due_at.isoformat() if task.due_at else "soon"
+    _send_on_commit(
+        recipients,
+        f"[hitl] Task {task.pk} ({task.workflow.slug}) is due at {due}",
+        f"Review task {task.pk} ({task.reason}) is due at {due}.",
+        task,
+    )
+
+
+def notify_sla_breached(task: ReviewTask) -> None:
+    """The workflow's admins, and the reviewer who still holds the task."""
+    users: list[Any] = [*task.workflow.admins.all(), task.claimed_by]
+    _send_on_commit(
+        _emails(users),
+        f"[hitl] Task {task.pk} ({task.workflow.slug}) is overdue",
+        f"Review task {task.pk} ({task.reason}) passed its due time without a decision.",
+        task,
+    )
+
+
+def notify_escalated(task: ReviewTask) -> None:
+    """The escalation level: the escalation group, or the workflow's admins without one."""
+    source = task.escalated_from
+    why = f" ({task.reason})" if task.reason else ""
+    _send_on_commit(
+        audience_emails(task),
+        f"[hitl] Escalated: task {task.pk} ({task.workflow.slug})",
+        f"Task {source.pk if source else '?'} was escalated{why}; task {task.pk} needs a decision.",
+        task,
+    )
+
+
+def notify_assigned(task: ReviewTask) -> None:
+    _send_on_commit(
+        _emails([task.assignee]),
+        f"[hitl] Task {task.pk} ({task.workflow.slug}) is assigned to you",
+        f"Review task {task.pk} ({task.reason}) was assigned to you.",
+        task,
+    )
+
+
+def audience_emails(task: ReviewTask) -> list[str]:
+    workflow: Workflow = task.workflow
+    if task.audience == ReviewTask.Audience.REVIEWERS:
+        group = workflow.reviewer_group
+    else:
+        group = workflow.escalation_group
+    if group is None:
+        # Nobody else to tell: the workflow's admins see and decide every task.
+        return _emails(workflow.admins.all())
+    return _emails(get_user_model().objects.filter(groups=group))
+
+
+def _emails(users: Iterable[Any]) -> list[str]:
+    return sorted({u.email for u in users if u is not None and u.is_active and u.email})
+
+
+def _send_on_commit(recipients: list[str], subject: str, body: str, task: ReviewTask) -> None:
+    if not recipients:
+        logger.info("no one to notify about task %s: %s", task.pk, subject)
+        return
+    text = f"{body}\n\n{task_url(task)}\n"
+    task_id = task.pk
+
+    def send() -> None:
+        # One message per recipient: reviewers never see each other's addresses.
+        messages = [EmailMessage(subject, text, to=[address]) for address in recipients]
+        try:
+            get_connection().send_messages(messages)
+        except Exception:
+            logger.exception("could not send %r about review task %s", subject, task_id)
+
+    transaction.on_commit(send)

@@ -1,0 +1,154 @@
+"""Reads, already scoped to what a user may see (the rules live in `workflows.access`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Count, QuerySet
+
+from workflows.access import (
+    access_task_view,
+    can_decide_task,
+    is_workflow_admin,
+    tasks_decidable_q,
+    tasks_visible_q,
+)
+from workflows.errors import NotAllowed
+from workflows.models import Decision, ReviewTask, StepRun, Workflow
+from workflows.models.review import QUEUE_ORDER
+from workflows.steps.gate import guarded_output_schema
+
+# At most this many samples go into a decision's snapshot; votes summarise the rest.
+SHOWN_SAMPLES = 50
+
+
+def review_task_list(
+    *,
+    user: Any,
+    workflow: Workflow | None = None,
+    status: str | Iterable[str] | None = None,
+    min_priority: int | None = None,
+    assignee: Any = None,
+    actionable: bool = False,
+) -> QuerySet[ReviewTask]:
+    """The queue, in its one order: priority DESC, due_at ASC, created_at ASC, id.
+
+    `actionable` keeps only the tasks the user may decide (a reviewer also sees the tasks
+    escalated from their workflow, without deciding them).
+    """
+    tasks = ReviewTask.objects.filter(tasks_visible_q(user))
+    if actionable:
+        tasks = tasks.filter(tasks_decidable_q(user))
+    if workflow is not None:
+        tasks = tasks.filter(workflow=workflow)
+    if status is not None:
+        tasks = tasks.filter(status__in=[status] if isinstance(status, str) else list(status))
+    if min_priority is not None:
+        tasks = tasks.filter(priority__gte=min_priority)
+    if assignee is not None:
+        tasks = tasks.filter(assignee=assignee)
+    return tasks.select_related("workflow", "claimed_by", "assignee", "guarded").order_by(
+        *QUEUE_ORDER
+    )
+
+
+def review_task_counts(*, user: Any, workflow: Workflow | None = None) -> dict[str, int]:
+    """How many visible tasks there are in each status (every status present, 0 if none)."""
+    tasks = ReviewTask.objects.filter(tasks_visible_q(user))
+    if workflow is not None:
+        tasks = tasks.filter(workflow=workflow)
+    counts = dict.fromkeys(ReviewTask.Status.values, 0)
+    for row in tasks.order_by().values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+@dataclass(frozen=True)
+class TaskDetail:
+    """What a reviewer needs to decide a task, and what they may do with it."""
+
+    task: ReviewTask
+    input: Any
+    shown: dict[str, Any]
+    cost: dict[str, Any]
+    output_schema: dict[str, Any] | None
+    steps: list[StepRun]
+    decisions: list[Decision]
+    can_decide: bool
+    can_reassign: bool
+    claimed_by_me: bool
+    escalated_to: ReviewTask | None = None
+
+
+def review_task_get(*, user: Any, task_id: int) -> TaskDetail:
+    task = (
+        ReviewTask.objects.select_related(
+            "workflow", "run", "step_run", "guarded", "claimed_by", "assignee", "escalated_from"
+        )
+        .filter(pk=task_id)
+        .first()
+    )
+    if task is None:
+        # As for a task the user may not see: ids are not a probe.
+        raise NotAllowed("no such task, or you may not see it")
+    access_task_view(user=user, task=task)
+    guarded = task.guarded
+    chain = [t.pk for t in (task.escalated_from, task) if t is not None]
+    return TaskDetail(
+        task=task,
+        input=task.run.input,
+        shown=task_shown(task),
+        cost=_cost(guarded),
+        output_schema=(
+            guarded_output_schema(task.run.version_id, guarded.step_id) if guarded else None
+        ),
+        steps=list(StepRun.objects.filter(run_id=task.run_id).order_by("position")),
+        decisions=list(
+            Decision.objects.filter(task_id__in=chain).select_related("reviewer", "task")
+        ),
+        can_decide=can_decide_task(user, task),
+        can_reassign=is_workflow_admin(user, task.workflow),
+        claimed_by_me=task.status == ReviewTask.Status.CLAIMED and task.claimed_by_id == user.pk,
+        escalated_to=ReviewTask.objects.filter(escalated_from=task).first(),
+    )
+
+
+def task_shown(task: ReviewTask) -> dict[str, Any]:
+    """The AI's answer and the evidence behind it, as the reviewer sees it (and a decision keeps).
+
+    Read from the guarded StepRun, which never changes, and the gate's routing record.
+    """
+    guarded = task.guarded
+    meta = guarded.meta if guarded else {}
+    gate = task.step_run.meta
+    samples = meta.get("samples") or []
+    return {
+        "step": guarded.step_id if guarded else None,
+        "output": guarded.output if guarded else None,
+        "confidence": guarded.confidence if guarded else None,
+        "votes": meta.get("votes"),
+        "samples": samples[:SHOWN_SAMPLES],
+        "samples_total": len(samples),
+        "tier": meta.get("tier"),
+        "model": meta.get("model"),
+        "model_version": meta.get("model_version"),
+        "gate": {
+            key: gate.get(key)
+            for key in ("reason", "rule", "label", "threshold", "audit_rate")
+            if key in gate
+        },
+    }
+
+
+def _cost(step_run: StepRun | None) -> dict[str, Any]:
+    if step_run is None:
+        return {}
+    return {
+        "calls": step_run.calls,
+        "input_tokens": step_run.input_tokens,
+        "output_tokens": step_run.output_tokens,
+        "cost_usd": step_run.cost_usd,
+        "latency_ms": step_run.latency_ms,
+    }

@@ -160,7 +160,12 @@ def _check_steps(definition: WorkflowDefinition) -> list[tuple[str, str]]:
             known = ", ".join(sorted(registry()))
             errors.append((f"{label}.kind", f"unknown step kind {step.kind!r} (known: {known})"))
             continue
-        errors += _check_config(label, kind.validate, step.config)
+        config_errors = _check_config(label, kind.validate, step.config)
+        errors += config_errors
+        if not config_errors:
+            earlier = [(s.id, s.kind) for s in definition.steps[:index]]
+            for problem in kind.check_in_definition(kind.validate(step.config), step.id, earlier):
+                errors.append((f"{label}.config", problem))
         errors += _check_next(label, index, step, kind.outcomes, positions)
     return errors
 

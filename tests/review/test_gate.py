@@ -226,7 +226,20 @@ def test_a_gate_guards_the_step_it_names(
 def test_a_gate_whose_guarded_step_did_not_run_fails_clearly(
     make_workflow: Callable[..., Workflow], start: Start
 ) -> None:
-    definition = gated_definition("lost", {"guards": "book", "threshold": 0.8})
+    definition = {
+        "slug": "lost",
+        "name": "lost",
+        "steps": [
+            {
+                "id": "triage",
+                "kind": "transform",
+                "config": {"output": {"x": "1"}, "outcome": "'skip'"},
+                "next": {"skip": "check"},
+            },
+            {"id": "book", "kind": "transform", "config": {"output": {"x": "2"}}},
+            {"id": "check", "kind": "gate", "config": {"guards": "book", "threshold": 0.8}},
+        ],
+    }
     run = start(make_workflow(definition))
     assert run.status == Run.Status.FAILED
     assert "gate guards step 'book', which has not completed" in run.error
@@ -268,3 +281,21 @@ def test_a_gate_can_only_branch_on_approved_and_rejected() -> None:
     data["steps"][1]["next"] = {"approved": "book", "escalated": "refuse"}
     with pytest.raises(DefinitionError, match="gate steps have no outcome 'escalated'"):
         validate_definition(data)
+
+
+def test_a_gate_must_guard_an_earlier_step() -> None:
+    from workflows.definitions import DefinitionError, validate_definition
+
+    steps = [
+        {"id": "a", "kind": "transform", "config": {"output": {"x": "1"}}},
+        {"id": "check", "kind": "gate", "config": {"guards": "later", "threshold": 0.9}},
+        {"id": "later", "kind": "transform", "config": {"output": {"x": "1"}}},
+    ]
+    with pytest.raises(DefinitionError) as info:
+        validate_definition({"slug": "g", "name": "g", "steps": steps})
+    assert info.value.errors == [
+        ("steps[1] (check).config", "guards 'later', which is not an earlier step")
+    ]
+    first = [{"id": "check", "kind": "gate", "config": {"threshold": 0.9}}]
+    with pytest.raises(DefinitionError, match="needs an earlier step"):
+        validate_definition({"slug": "g", "name": "g", "steps": first})

@@ -44,14 +44,13 @@ GATE_AUDITED = ("decision", "reason", "guards", "label", "confidence", "threshol
 # --- Creation and cancellation (inside the engine's transactions) ----------------------------
 
 
-def gate_record(*, run: Run, step_run: StepRun, waiting: bool) -> ReviewTask | None:
+def gate_record(*, run: Run, step_run: StepRun, waiting: bool, now: datetime) -> ReviewTask | None:
     """Audit a gate's routing and, when it waits, open its review task.
 
     Called from the gate's `on_record`, inside the transaction that records the result (the
     caller holds the run's lock), so the task exists exactly when the gate is waiting.
     """
     meta = step_run.meta
-    now = datetime.fromisoformat(meta["decided_at"])
     events = [
         audit_event(
             actor=SYSTEM,

@@ -146,7 +146,7 @@ def run_cancel(*, run: Run, actor: Actor, reason: str = "", now: datetime | None
             )
         )
         for step_run in open_steps:
-            get_kind(step_run.kind).on_cancel(step_run)
+            get_kind(step_run.kind).on_cancel(step_run, now)
         StepRun.objects.filter(pk__in=[s.pk for s in open_steps]).update(
             status=StepRun.Status.CANCELLED, lease_expires_at=None, finished_at=now
         )

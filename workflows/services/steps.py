@@ -401,7 +401,7 @@ def step_record(
                 _event("step.failed", step_run, {**payload, "error": step_run.error}, now)
             )
             _fail_run(run, step_run, step_run.error, now, events)
-        get_kind(step_run.kind).on_record(step_run=step_run, result=result, run=run)
+        get_kind(step_run.kind).on_record(step_run=step_run, result=result, run=run, now=now)
         AuditEvent.objects.bulk_create(events)
     return step_run
 

@@ -123,6 +123,9 @@ class AIKind(StepKind):
     outcomes = frozenset()
     Config = AIConfig
 
+    def output_schema(self, config: Any) -> dict[str, Any] | None:
+        return config.output.json_schema()
+
     def execute(self, ctx: StepContext) -> Result:
         config: AIConfig = ctx.config
         cap = _daily_cap(ctx.workflow_id)

@@ -112,11 +112,21 @@ class StepKind:
     def execute(self, ctx: StepContext) -> Result:
         raise NotImplementedError
 
-    def on_record(self, *, step_run: StepRun, result: Result, run: Run) -> None:
+    def output_schema(self, config: Any) -> dict[str, Any] | None:
+        """The JSON Schema of the step's output, if the kind knows it (used to check edits)."""
+        return None
+
+    def check_in_definition(
+        self, config: Any, step_id: str, earlier: list[tuple[str, str]]
+    ) -> list[str]:
+        """Cross-step checks at validation time; `earlier` is (id, kind) of preceding steps."""
+        return []
+
+    def on_record(self, *, step_run: StepRun, result: Result, run: Run, now: datetime) -> None:
         """Runs inside the transaction that records `result`, for effects such as a review task.
 
         The caller holds the run's row lock; `step_run` is already updated.
         """
 
-    def on_cancel(self, step_run: StepRun) -> None:
+    def on_cancel(self, step_run: StepRun, now: datetime) -> None:
         """Runs inside the transaction that cancels the step's run."""

@@ -9,6 +9,7 @@ records `Waiting` (`on_record`), and a reviewer's decision completes the gate th
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -123,8 +124,6 @@ class GateKind(StepKind):
             "audit_rate": config.audit_rate,
             "priority": priority,
             "sla_minutes": config.sla_minutes,
-            # When the gate decided; on_record has no clock of its own.
-            "decided_at": ctx.now.isoformat(),
         }
         reason = _review_reason(rule, view.confidence, threshold)
         if reason is None and config.audit_rate > 0:
@@ -146,17 +145,27 @@ class GateKind(StepKind):
             meta={**meta, "decision": "review", "reason": reason},
         )
 
-    def on_record(self, *, step_run: StepRun, result: Result, run: Run) -> None:
+    def check_in_definition(
+        self, config: Any, step_id: str, earlier: list[tuple[str, str]]
+    ) -> list[str]:
+        guards = config.guards
+        if guards is None:
+            return [] if earlier else ["a gate needs an earlier step to guard"]
+        if guards not in {sid for sid, _ in earlier}:
+            return [f"guards {guards!r}, which is not an earlier step"]
+        return []
+
+    def on_record(self, *, step_run: StepRun, result: Result, run: Run, now: datetime) -> None:
         # Imported here: the review services import this module (for the output schema).
         from workflows.services.review import gate_record
 
         if isinstance(result, Completed | Waiting):
-            gate_record(run=run, step_run=step_run, waiting=isinstance(result, Waiting))
+            gate_record(run=run, step_run=step_run, waiting=isinstance(result, Waiting), now=now)
 
-    def on_cancel(self, step_run: StepRun) -> None:
+    def on_cancel(self, step_run: StepRun, now: datetime) -> None:
         from workflows.services.review import review_tasks_cancel
 
-        review_tasks_cancel(step_run=step_run)
+        review_tasks_cancel(step_run=step_run, now=now)
 
 
 def _previous_step(ctx: StepContext) -> str | None:
@@ -210,25 +219,13 @@ def _review_reason(
 
 
 def guarded_output_schema(version_id: int, step_id: str) -> dict[str, Any] | None:
-    """The JSON Schema an edit of `step_id`'s output must match, or None (any JSON object).
-
-    A kind may describe its output with `output_schema(config)`. Until the `ai` kind does,
-    its `output` spec (labels or a schema) is read directly.
-    """
+    """The JSON Schema an edit of `step_id`'s output must match, or None (any JSON object)."""
     from workflows.services.steps import version_definition
     from workflows.steps import get_kind
 
     step = version_definition(version_id).step(step_id)
     kind = get_kind(step.kind)
-    config = kind.validate(step.config)
-    describe = getattr(kind, "output_schema", None)
-    if callable(describe):
-        schema: dict[str, Any] | None = describe(config)
-        return schema
-    spec = getattr(config, "output", None)
-    if callable(getattr(spec, "json_schema", None)):
-        return dict(spec.json_schema())  # type: ignore[union-attr]
-    return None
+    return kind.output_schema(kind.validate(step.config))
 
 
 KIND = GateKind()

@@ -5,6 +5,7 @@ Refuses to run unless HITL_DEMO=1 and DEBUG are on: it creates users with known 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from workflows.models import LocalModel, Run, Workflow
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "workflows"
 TICKETS = Path(__file__).resolve().parents[2] / "data" / "tickets.jsonl"
+# Tickets the model has not seen: some pass the gate on their own, some wait for review.
+DEMO_TICKETS = Path(__file__).resolve().parents[2] / "data" / "demo_tickets.json"
 PASSWORD = "demo"  # noqa: S105 (demo-only, refused outside DEBUG + HITL_DEMO)
 
 EXPENSES = [
@@ -26,27 +29,6 @@ EXPENSES = [
     {"employee": "grace", "amount": 180.0, "currency": "USD", "description": "conference"},
     {"employee": "linus", "amount": 12.0, "currency": "GBP", "description": "taxi"},
     {"employee": "barbara", "amount": 2400.0, "currency": "EUR", "description": "laptop"},
-]
-
-
-TICKETS_DEMO = [
-    {
-        "subject": "Charged twice this month",
-        "body": "Hi, my card shows two payments for the Plus plan in November. "
-        "Can you refund one of them?",
-        "customer": "c-1042",
-    },
-    {
-        "subject": "Thermostat offline",
-        "body": "Since the last firmware update the thermostat keeps dropping off the wifi "
-        "and the app says device unreachable.",
-        "customer": "c-2231",
-    },
-    {
-        "subject": "Question",
-        "body": "My package has not arrived and I also can't log in to check the order.",
-        "customer": "c-3310",
-    },
 ]
 
 
@@ -126,8 +108,7 @@ class Command(BaseCommand):
         workflow = Workflow.objects.get(slug="ticket-triage")
         if Run.objects.filter(workflow=workflow).exists():
             return
-        # Held-out-style tickets: not in the training set, easy and ambiguous ones.
-        for ticket in TICKETS_DEMO:
+        for ticket in json.loads(DEMO_TICKETS.read_text()):
             run = services.run_start(workflow=workflow, input=ticket, actor=actor, source="demo")
             run = services.run_drive(run=run)
             self.stdout.write(f"run {run.pk}: {run.status} {run.outcome}".rstrip())

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "workflows",
     "hitl.accounts",
     "hitl.demo",
+    "hitl.review",
 ]
 
 MIDDLEWARE = [
@@ -119,7 +120,8 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "/"
+LOGIN_REDIRECT_URL = "/review/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads nothing from it: the token travels in hx-headers.

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from workflows.access import (
     access_task_view,
@@ -18,6 +19,8 @@ from workflows.access import (
 from workflows.errors import NotAllowed
 from workflows.models import Decision, ReviewTask, StepRun, Workflow
 from workflows.models.review import QUEUE_ORDER
+
+__all__ = ["QUEUE_ORDER"]
 from workflows.steps.gate import guarded_output_schema
 
 # At most this many samples go into a decision's snapshot; votes summarise the rest.
@@ -31,6 +34,8 @@ def review_task_list(
     status: str | Iterable[str] | None = None,
     min_priority: int | None = None,
     assignee: Any = None,
+    reason: str | None = None,
+    mine: bool = False,
     actionable: bool = False,
 ) -> QuerySet[ReviewTask]:
     """The queue, in its one order: priority DESC, due_at ASC, created_at ASC, id.
@@ -49,6 +54,15 @@ def review_task_list(
         tasks = tasks.filter(priority__gte=min_priority)
     if assignee is not None:
         tasks = tasks.filter(assignee=assignee)
+    if reason:
+        # "rule" matches every rule:<name>; anything else matches exactly.
+        tasks = (
+            tasks.filter(reason__startswith="rule:")
+            if reason == "rule"
+            else tasks.filter(reason=reason)
+        )
+    if mine:
+        tasks = tasks.filter(Q(claimed_by=user) | Q(assignee=user))
     return tasks.select_related("workflow", "claimed_by", "assignee", "guarded").order_by(
         *QUEUE_ORDER
     )
@@ -152,3 +166,61 @@ def _cost(step_run: StepRun | None) -> dict[str, Any]:
         "cost_usd": step_run.cost_usd,
         "latency_ms": step_run.latency_ms,
     }
+
+
+@dataclass(frozen=True)
+class QueueCursor:
+    """Where a queue page ends, in the queue's order: keyset pagination stays fast at any
+    depth, where OFFSET would scan every task before the page."""
+
+    priority: int
+    due_at: datetime | None
+    created_at: datetime
+    id: int
+
+    @classmethod
+    def of(cls, task: ReviewTask) -> QueueCursor:
+        return cls(task.priority, task.due_at, task.created_at, task.pk)
+
+    def encode(self) -> str:
+        due = self.due_at.isoformat() if self.due_at else ""
+        return f"{self.priority}|{due}|{self.created_at.isoformat()}|{self.id}"
+
+    @classmethod
+    def decode(cls, text: str) -> QueueCursor:
+        """Raise ValueError on anything that is not a cursor this code wrote."""
+        priority, due, created, pk = text.split("|")
+        return cls(
+            int(priority),
+            datetime.fromisoformat(due) if due else None,
+            datetime.fromisoformat(created),
+            int(pk),
+        )
+
+
+def review_task_page(
+    tasks: QuerySet[ReviewTask], *, after: QueueCursor | None, size: int
+) -> tuple[list[ReviewTask], QueueCursor | None]:
+    """One page of an ordered queue after `after`, and the cursor of the next page if any.
+
+    The order is priority DESC, due_at ASC (no SLA last), created_at ASC, id ASC.
+    """
+    if after is not None:
+        tasks = tasks.filter(_after_q(after))
+    rows = list(tasks[: size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    return rows, (QueueCursor.of(rows[-1]) if more and rows else None)
+
+
+def _after_q(c: QueueCursor) -> Q:
+    same_created = Q(created_at=c.created_at, id__gt=c.id)
+    later_in_due = Q(created_at__gt=c.created_at) | same_created
+    if c.due_at is None:
+        # Tasks without an SLA come last within a priority: only more of them can follow.
+        within = Q(due_at__isnull=True) & later_in_due
+    else:
+        within = (
+            Q(due_at__gt=c.due_at) | Q(due_at__isnull=True) | (Q(due_at=c.due_at) & later_in_due)
+        )
+    return Q(priority__lt=c.priority) | (Q(priority=c.priority) & within)

@@ -17,7 +17,9 @@ from workflows import services
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="session")
+# Package scope: the worker stops when the integration tests are done, so it never races
+# tests elsewhere that commit runs and drive them in-process.
+@pytest.fixture(scope="package")
 def _worker_process(
     django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Worker]:

@@ -1,0 +1,159 @@
+"""Forms of the review desk. The edit form is built from the guarded step's output schema."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+
+from workflows.models import Decision
+
+MAX_REASON = 2000
+
+
+class DecisionForm(forms.Form):
+    action = forms.ChoiceField(choices=Decision.Action.choices)
+    reason = forms.CharField(required=False, max_length=MAX_REASON, widget=forms.Textarea)
+
+
+class FilterForm(forms.Form):
+    """The queue's filters; anything unparseable is dropped, never an error page."""
+
+    workflow = forms.SlugField(required=False)
+    status = forms.ChoiceField(
+        required=False,
+        choices=[
+            ("", "Open and claimed"),
+            ("open", "Open"),
+            ("claimed", "Claimed"),
+            ("decided", "Decided"),
+            ("escalated", "Escalated"),
+            ("cancelled", "Cancelled"),
+        ],
+    )
+    priority = forms.IntegerField(required=False, label="Priority at least")
+    reason = forms.ChoiceField(
+        required=False,
+        choices=[
+            ("", "Any reason"),
+            ("below_threshold", "Below threshold"),
+            ("no_confidence", "No confidence"),
+            ("audit_sample", "Audit sample"),
+            ("rule", "A rule"),
+            ("escalated", "Escalated"),
+            ("sla_breach", "SLA breach"),
+        ],
+    )
+    mine = forms.BooleanField(required=False, label="Mine")
+    after = forms.CharField(required=False)
+
+
+def edit_fields(
+    schema: dict[str, Any] | None, current: Any, original: Any = None
+) -> list[dict[str, Any]]:
+    """Fields for editing an output, from its JSON Schema: one per top-level property.
+
+    Enums become selects, numbers and booleans get their inputs, and anything nested is
+    edited as JSON text. Without a schema, the whole output is one JSON field.
+    """
+    current = current if isinstance(current, dict) else {}
+    original = original if isinstance(original, dict) else current
+    if not schema or schema.get("type") != "object" or not schema.get("properties"):
+        return [
+            {
+                "name": "__json__",
+                "label": "Output (JSON)",
+                "kind": "json",
+                "value": json.dumps(current, indent=2, ensure_ascii=False),
+                "original": json.dumps(original, indent=2, ensure_ascii=False),
+                "required": True,
+            }
+        ]
+    required = set(schema.get("required", []))
+    fields = []
+    for name, prop in schema["properties"].items():
+        value = current.get(name)
+        before = original.get(name)
+        field: dict[str, Any] = {
+            "name": name,
+            "label": prop.get("title") or name.replace("_", " ").capitalize(),
+            "required": name in required,
+            "description": prop.get("description", ""),
+        }
+        if "enum" in prop:
+            field.update(
+                kind="select",
+                choices=[str(c) for c in prop["enum"]],
+                value=_text(value),
+                original=_text(before),
+            )
+        elif prop.get("type") == "boolean":
+            field.update(kind="boolean", value=bool(value), original=bool(before))
+        elif prop.get("type") in ("integer", "number"):
+            field.update(
+                kind="number",
+                value=_text(value),
+                original=_text(before),
+                step="1" if prop.get("type") == "integer" else "any",
+            )
+        elif prop.get("type") == "string":
+            field.update(kind="text", value=_text(value), original=_text(before))
+        else:
+            field.update(
+                kind="json",
+                value=json.dumps(value, ensure_ascii=False),
+                original=json.dumps(before, ensure_ascii=False),
+            )
+        fields.append(field)
+    return fields
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+class EditError(ValueError):
+    pass
+
+
+def parse_edit(schema: dict[str, Any] | None, data: Any) -> Any:
+    """The edited output from POSTed fields; schema validation happens in the service."""
+    if not schema or schema.get("type") != "object" or not schema.get("properties"):
+        return _json(data.get("out:__json__", ""), "the output")
+    output: dict[str, Any] = {}
+    for name, prop in schema["properties"].items():
+        key = f"out:{name}"
+        kind = prop.get("type")
+        if kind == "boolean" and "enum" not in prop:
+            output[name] = data.get(key) in ("on", "true", "1")
+            continue
+        raw = data.get(key, "")
+        if raw == "":
+            continue  # left empty: absent (the schema says whether that is allowed)
+        if "enum" in prop:
+            match = [c for c in prop["enum"] if str(c) == raw]
+            output[name] = match[0] if match else raw
+        elif kind == "integer":
+            output[name] = _number(raw, int, name)
+        elif kind == "number":
+            output[name] = _number(raw, float, name)
+        elif kind == "string":
+            output[name] = raw
+        else:
+            output[name] = _json(raw, name)
+    return output
+
+
+def _number(raw: str, cast: Any, name: str) -> Any:
+    try:
+        return cast(raw)
+    except ValueError:
+        raise EditError(f"{name}: {raw!r} is not a number") from None
+
+
+def _json(raw: str, name: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise EditError(f"{name}: not valid JSON ({exc.msg})") from None

@@ -1,0 +1,275 @@
+"""The review desk: thin function views over the review services and selectors.
+
+Each view renders a full page, or a named partial (`page.html#partial`) for htmx requests
+that are not boosted. Every action is a plain form POST that also works without JavaScript.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from hitl.review.forms import DecisionForm, EditError, FilterForm, edit_fields, parse_edit
+from workflows import selectors, services
+from workflows.errors import Conflict, InvalidInput, NotAllowed
+from workflows.models import ReviewTask, Workflow
+
+PAGE_SIZE = 50
+LIVE = [ReviewTask.Status.OPEN, ReviewTask.Status.CLAIMED]
+
+
+def _partial(request: HttpRequest) -> bool:
+    """A targeted htmx request gets a fragment; a boosted one (a whole page) gets the page."""
+    htmx = getattr(request, "htmx", None)
+    return htmx is not None and bool(htmx) and not htmx.boosted
+
+
+@require_GET
+@login_required
+def queue(request: HttpRequest) -> HttpResponse:
+    form = FilterForm(request.GET)
+    form.is_valid()
+    filters = {k: v for k, v in form.cleaned_data.items() if k in form.fields and v}
+    workflow = _workflow(filters.get("workflow"))
+    tasks = selectors.review_task_list(
+        user=request.user,
+        workflow=workflow,
+        status=filters.get("status") or LIVE,
+        min_priority=filters.get("priority"),
+        reason=filters.get("reason"),
+        mine=bool(filters.get("mine")),
+    )
+    if filters.get("workflow") and workflow is None:
+        tasks = tasks.none()
+    after = None
+    if filters.get("after"):
+        try:
+            after = selectors.QueueCursor.decode(filters["after"])
+        except ValueError:
+            after = None  # a stale or hand-made cursor: start from the top
+    rows, next_cursor = selectors.review_task_page(tasks, after=after, size=PAGE_SIZE)
+    query = request.GET.copy()
+    query.pop("after", None)
+    context = {
+        "rows": rows,
+        "filters": form,
+        "counts": selectors.review_task_counts(user=request.user, workflow=workflow),
+        "workflows": Workflow.objects.filter(
+            pk__in=selectors.review_task_list(user=request.user).values("workflow_id")
+        ).order_by("name"),
+        "query": query.urlencode(),
+        "self_query": request.GET.urlencode(),
+        "next_cursor": next_cursor.encode() if next_cursor else None,
+        "paged": after is not None,
+        "now": timezone.now(),
+    }
+    template = "review/queue.html#queue" if _partial(request) else "review/queue.html"
+    return render(request, template, context)
+
+
+def _workflow(slug: str | None) -> Workflow | None:
+    return Workflow.objects.filter(slug=slug).first() if slug else None
+
+
+@require_POST
+@login_required
+def next_task(request: HttpRequest) -> HttpResponse:
+    workflow = _workflow(request.POST.get("workflow"))
+    task = services.review_claim_next(user=request.user, workflow=workflow)
+    if task is None:
+        messages.info(request, "Nothing is waiting for you. The queue refreshes on its own.")
+        return redirect("review:queue")
+    return redirect("review:task", pk=task.pk)
+
+
+def _detail(request: HttpRequest, pk: int) -> selectors.TaskDetail:
+    try:
+        return selectors.review_task_get(user=request.user, task_id=pk)
+    except NotAllowed:
+        # The same answer for a task that does not exist and one the user may not see.
+        raise Http404("no such task, or you may not see it") from None
+
+
+def _render_task(
+    request: HttpRequest,
+    detail: selectors.TaskDetail,
+    *,
+    status: int = 200,
+    error: str = "",
+    conflict: str = "",
+    form_data: Any = None,
+) -> HttpResponse:
+    task = detail.task
+    now = timezone.now()
+    held_by_other = (
+        task.status == ReviewTask.Status.CLAIMED
+        and not detail.claimed_by_me
+        and task.claim_expires_at is not None
+        and task.claim_expires_at > now
+    )
+    if not conflict and held_by_other:
+        until = timezone.localtime(task.claim_expires_at).strftime("%H:%M")
+        conflict = f"{task.claimed_by} is reviewing this task (claim until {until})."
+    if not conflict and task.status not in LIVE:
+        conflict = _closed_message(detail)
+    data = form_data or {}
+    current = detail.shown.get("output")
+    context = {
+        "d": detail,
+        "task": task,
+        "shown": detail.shown,
+        "error": error,
+        "conflict": conflict,
+        "actionable": detail.can_decide and task.status in LIVE and not held_by_other,
+        "edit_fields": edit_fields(
+            detail.output_schema, _edited(detail, data) or current, original=current
+        ),
+        "reason": data.get("reason", ""),
+        "chosen": data.get("action", ""),
+        "now": now,
+    }
+    template = "review/task.html#task" if _partial(request) else "review/task.html"
+    return render(request, template, context, status=status)
+
+
+def _closed_message(detail: selectors.TaskDetail) -> str:
+    task = detail.task
+    if task.status == ReviewTask.Status.DECIDED:
+        decision = next((d for d in detail.decisions if d.task_id == task.pk), None)
+        by = f" by {decision.reviewer}" if decision else ""
+        return f"This task has already been decided{by}."
+    if task.status == ReviewTask.Status.ESCALATED:
+        return "This task has been escalated; the escalation group carries on."
+    return "This task was cancelled with its run."
+
+
+def _edited(detail: selectors.TaskDetail, data: Any) -> Any:
+    if not data or data.get("action") != "edit":
+        return None
+    try:
+        return parse_edit(detail.output_schema, data)
+    except EditError:
+        return None
+
+
+@require_GET
+@login_required
+def task_page(request: HttpRequest, pk: int) -> HttpResponse:
+    return _render_task(request, _detail(request, pk))
+
+
+@require_POST
+@login_required
+def claim(request: HttpRequest, pk: int) -> HttpResponse:
+    detail = _detail(request, pk)
+    try:
+        services.review_claim(task=detail.task, user=request.user)
+    except Conflict as exc:
+        return _render_task(request, _detail(request, pk), status=409, conflict=str(exc))
+    except NotAllowed as exc:
+        return _render_task(request, detail, status=403, error=str(exc))
+    return redirect("review:task", pk=pk)
+
+
+@require_POST
+@login_required
+def decide(request: HttpRequest, pk: int) -> HttpResponse:
+    detail = _detail(request, pk)
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        message = "; ".join(f"{k}: {' '.join(str(e) for e in v)}" for k, v in form.errors.items())
+        return _render_task(request, detail, status=400, error=message, form_data=request.POST)
+    action = form.cleaned_data["action"]
+    output = None
+    if action == "edit":
+        try:
+            output = parse_edit(detail.output_schema, request.POST)
+        except EditError as exc:
+            return _render_task(request, detail, status=400, error=str(exc), form_data=request.POST)
+    try:
+        if not detail.claimed_by_me:
+            # Deciding straight from the page claims first: a one-keystroke decision.
+            services.review_claim(task=detail.task, user=request.user)
+        services.review_decide(
+            task=detail.task,
+            user=request.user,
+            action=action,
+            reason=form.cleaned_data["reason"],
+            output=output,
+        )
+    except Conflict as exc:
+        return _render_task(
+            request, _detail(request, pk), status=409, conflict=str(exc), form_data=request.POST
+        )
+    except InvalidInput as exc:
+        return _render_task(request, detail, status=400, error=str(exc), form_data=request.POST)
+    except NotAllowed as exc:
+        return _render_task(request, detail, status=403, error=str(exc))
+    messages.success(request, f"Task {pk}: {_done(action)}.")
+    return _next(request)
+
+
+def _done(action: str) -> str:
+    return {
+        "approve": "approved",
+        "reject": "rejected",
+        "edit": "edited and approved",
+        "escalate": "escalated",
+    }[action]
+
+
+def _next(request: HttpRequest) -> HttpResponse:
+    """After an action, the next task is claimed and shown at once."""
+    task = services.review_claim_next(user=request.user)
+    if task is None:
+        messages.info(request, "That was the last task waiting for you.")
+        return redirect("review:queue")
+    return redirect("review:task", pk=task.pk)
+
+
+@require_POST
+@login_required
+def release(request: HttpRequest, pk: int) -> HttpResponse:
+    detail = _detail(request, pk)
+    try:
+        services.review_release(task=detail.task, user=request.user)
+    except Conflict as exc:
+        return _render_task(request, _detail(request, pk), status=409, conflict=str(exc))
+    messages.info(request, f"Task {pk} is back in the queue.")
+    return redirect("review:queue")
+
+
+@require_POST
+@login_required
+def skip(request: HttpRequest, pk: int) -> HttpResponse:
+    detail = _detail(request, pk)
+    try:
+        services.review_skip(task=detail.task, user=request.user)
+    except Conflict as exc:
+        return _render_task(request, _detail(request, pk), status=409, conflict=str(exc))
+    messages.info(request, f"Skipped task {pk}; it will not be offered to you again.")
+    return _next(request)
+
+
+@require_POST
+@login_required
+def renew(request: HttpRequest, pk: int) -> HttpResponse:
+    """Keeps the claim alive while the reviewer has the page open (htmx, every few minutes)."""
+    detail = _detail(request, pk)
+    try:
+        task = services.review_renew(task=detail.task, user=request.user)
+    except Conflict as exc:
+        return HttpResponse(str(exc), status=409, content_type="text/plain")
+    until = timezone.localtime(task.claim_expires_at).strftime("%H:%M")
+    return HttpResponse(f"claimed until {until}", content_type="text/plain")
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return redirect(reverse("review:queue"))

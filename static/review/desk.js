@@ -1,0 +1,202 @@
+/* The review desk's keyboard and small enhancements. Everything here is optional: every
+   action is a plain form post that works without JavaScript. */
+(() => {
+  "use strict";
+  document.documentElement.classList.add("js");
+
+  const typing = (el) =>
+    !!el && (el.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName));
+  const $ = (sel, root = document) => root.querySelector(sel);
+  const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+  let selectedTask = sessionStorage.getItem("hitl.selected") || null;
+  let pending = null; // the override waiting for its reason: reject | edit | escalate
+
+  // --- queue: j/k selection that survives the 10 s refresh -------------------------------
+  const rows = () => $$("#queue tr[data-task]");
+  function mark(row) {
+    rows().forEach((r) => r.removeAttribute("aria-selected"));
+    if (!row) return;
+    row.setAttribute("aria-selected", "true");
+    selectedTask = row.dataset.task;
+    sessionStorage.setItem("hitl.selected", selectedTask);
+  }
+  function move(step) {
+    const all = rows();
+    if (!all.length) return;
+    let index = all.findIndex((r) => r.dataset.task === selectedTask);
+    index = index < 0 ? 0 : Math.min(all.length - 1, Math.max(0, index + step));
+    mark(all[index]);
+    all[index].scrollIntoView({ block: "nearest" });
+    const link = $("a", all[index]);
+    if (link) link.focus({ preventScroll: true });
+  }
+  function restoreSelection() {
+    const row = rows().find((r) => r.dataset.task === selectedTask);
+    if (row) mark(row);
+  }
+
+  // --- task page: reasons, pending overrides and the edit diff -----------------------------
+  const form = () => $("#decide");
+  function needReason(action) {
+    const f = form();
+    if (!f) return;
+    pending = action;
+    f.dataset.chosen = action;
+    const reason = $("#reason", f);
+    reason.required = true;
+    $("[data-required-note]", f).textContent = `(required to ${action}; Ctrl+Enter confirms)`;
+    if (action === "edit") {
+      const box = $("#edit-box", f);
+      box.open = true;
+      const first = $("[data-field]", box);
+      if (first) first.focus();
+    } else {
+      reason.focus();
+    }
+  }
+  function submitPending() {
+    const f = form();
+    if (!f || !pending) return;
+    const button = $(`button[name=action][value=${pending}]`, f);
+    if (!$("#reason", f).value.trim()) {
+      $("#reason", f).focus();
+      return;
+    }
+    f.requestSubmit(button);
+  }
+  function showDiff() {
+    const f = form();
+    if (!f) return;
+    const out = $("[data-diff]", f);
+    if (!out) return;
+    const changes = $$("[data-field]", f)
+      .map((el) => {
+        const now = el.type === "checkbox" ? (el.checked ? "on" : "") : el.value;
+        return { name: el.dataset.field, was: el.dataset.original, now };
+      })
+      .filter((c) => c.was !== c.now);
+    out.replaceChildren();
+    if (!changes.length) {
+      const p = document.createElement("p");
+      p.className = "muted";
+      p.textContent = "No change from the AI's answer yet.";
+      out.append(p);
+      return;
+    }
+    const list = document.createElement("ul");
+    for (const c of changes) {
+      const li = document.createElement("li");
+      const del = document.createElement("del");
+      const ins = document.createElement("ins");
+      del.textContent = c.was || "(empty)";
+      ins.textContent = c.now || "(empty)";
+      li.append(`${c.name === "__json__" ? "output" : c.name}: `, del, " → ", ins);
+      list.append(li);
+    }
+    out.append(list);
+  }
+
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-needs-reason]");
+    if (button) {
+      const f = form();
+      if (f && !$("#reason", f).value.trim()) {
+        event.preventDefault();
+        needReason(button.value);
+      }
+    }
+    if (event.target.closest("[data-help]")) $("#help").showModal();
+    const row = event.target.closest("#queue tr[data-task]");
+    if (row) mark(row);
+  });
+  document.addEventListener("input", (event) => {
+    if (event.target.closest("#edit-box")) showDiff();
+  });
+  document.addEventListener("change", (event) => {
+    if (event.target.closest("#edit-box")) showDiff();
+  });
+
+  document.addEventListener("keydown", (event) => {
+    const help = $("#help");
+    if ((event.ctrlKey || event.metaKey) && event.key === "Enter" && form()) {
+      event.preventDefault();
+      if (!pending && form().dataset.chosen) pending = form().dataset.chosen;
+      submitPending();
+      return;
+    }
+    if (event.key === "Escape" && typing(event.target)) {
+      event.target.blur();
+      return;
+    }
+    if (typing(event.target) || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (help && help.open && event.key !== "?") return;
+    const click = (sel) => {
+      const el = $(sel);
+      if (el) {
+        event.preventDefault();
+        el.click();
+      }
+    };
+    switch (event.key) {
+      case "?":
+        event.preventDefault();
+        if (help.open) help.close();
+        else help.showModal();
+        break;
+      case "j":
+        event.preventDefault();
+        move(1);
+        break;
+      case "k":
+        event.preventDefault();
+        move(-1);
+        break;
+      case "o":
+      case "Enter": {
+        const row = rows().find((r) => r.dataset.task === selectedTask);
+        if (row && !event.target.closest("a, button")) {
+          event.preventDefault();
+          $("a", row).click();
+        }
+        break;
+      }
+      case "n":
+        click("#next-task, .conflict button");
+        break;
+      case "u":
+        click(".crumbs a");
+        break;
+      case "a":
+        if (form()) click("#decide button[value=approve]");
+        break;
+      case "r":
+      case "e":
+      case "x":
+        if (form()) {
+          event.preventDefault();
+          needReason({ r: "reject", e: "edit", x: "escalate" }[event.key]);
+        }
+        break;
+      case "s":
+        click("button[aria-keyshortcuts=s]");
+        break;
+    }
+  });
+
+  // htmx swaps new content in: the refreshed queue keeps the selection, a new page its focus.
+  document.addEventListener("htmx:afterSettle", (event) => {
+    restoreSelection();
+    pending = null;
+    if (event.detail.boosted) {
+      const main = $("#main");
+      if (main) main.focus({ preventScroll: true });
+    }
+    showDiff();
+  });
+  document.addEventListener("DOMContentLoaded", () => {
+    restoreSelection();
+    const f = form();
+    if (f && f.dataset.chosen && f.dataset.chosen !== "approve") needReason(f.dataset.chosen);
+    showDiff();
+  });
+})();

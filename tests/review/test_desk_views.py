@@ -1,0 +1,281 @@
+"""The review desk's views: full pages, htmx partials, CSRF, permissions and every action."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import quote
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.test import Client
+from django.urls import reverse
+
+from hitl.review import views
+from workflows.models import Decision, ReviewTask, Run, StepRun, Workflow
+
+HX = {"HTTP_HX_REQUEST": "true"}
+
+
+def client_for(user: User | None) -> Client:
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def other_reviewer(make_workflow: Callable[..., Workflow]) -> User:
+    """A reviewer of another workflow only."""
+    group = Group.objects.create(name="other-reviewers")
+    make_workflow(
+        {"slug": "other", "name": "Other", "steps": [{"id": "w", "kind": "wait"}]},
+        reviewer_group=group,
+    )
+    user = User.objects.create_user("otherrev", "o@example.com", "pw")
+    user.groups.add(group)
+    return user
+
+
+def test_anonymous_users_are_sent_to_log_in(task: ReviewTask) -> None:
+    client = Client()
+    for url in (reverse("review:queue"), reverse("review:task", args=[task.pk])):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login"))
+    for name in ("claim", "decide", "release", "skip", "renew"):
+        response = client.post(reverse(f"review:{name}", args=[task.pk]))
+        assert response.status_code == 302
+    assert client.post(reverse("review:next")).status_code == 302
+    task.refresh_from_db()
+    assert task.status == ReviewTask.Status.OPEN
+
+
+def test_the_queue_renders_a_full_page_or_the_htmx_partial(
+    task: ReviewTask, reviewer: User
+) -> None:
+    client = client_for(reviewer)
+    page = client.get(reverse("review:queue"))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "<html" in html and f'data-task="{task.pk}"' in html
+    assert "below threshold" in html
+    partial = client.get(reverse("review:queue"), **HX)
+    fragment = partial.content.decode()
+    assert partial.status_code == 200
+    assert "<html" not in fragment
+    assert fragment.lstrip().startswith('<section id="queue"')
+    assert f'data-task="{task.pk}"' in fragment
+    boosted = client.get(reverse("review:queue"), HTTP_HX_BOOSTED="true", **HX)
+    assert "<html" in boosted.content.decode()
+
+
+def test_the_task_page_renders_a_full_page_or_the_htmx_partial(
+    task: ReviewTask, reviewer: User
+) -> None:
+    client = client_for(reviewer)
+    page = client.get(reverse("review:task", args=[task.pk])).content.decode()
+    assert "<html" in page
+    assert "billing" in page and "50%" in page  # the answer and its confidence
+    assert "below threshold 0.80 (0.50)" in page
+    assert 'name="action" value="approve"' in page
+    fragment = client.get(reverse("review:task", args=[task.pk]), **HX).content.decode()
+    assert "<html" not in fragment and fragment.lstrip().startswith("<article")
+
+
+@pytest.mark.parametrize(
+    ("who", "sees"),
+    [("owner", True), ("reviewer", True), ("other_reviewer", False), ("outsider", False)],
+)
+def test_the_permission_matrix_over_every_view(
+    request: pytest.FixtureRequest, task: ReviewTask, who: str, sees: bool
+) -> None:
+    user = request.getfixturevalue(who)
+    client = client_for(user)
+    queue = client.get(reverse("review:queue")).content.decode()
+    assert (f'data-task="{task.pk}"' in queue) is sees
+    page = client.get(reverse("review:task", args=[task.pk]))
+    assert page.status_code == (200 if sees else 404)
+    for name in ("claim", "decide", "release", "skip", "renew"):
+        response = client.post(reverse(f"review:{name}", args=[task.pk]), {"action": "approve"})
+        if not sees:
+            assert response.status_code == 404, name
+    if not sees:
+        task.refresh_from_db()
+        assert task.status == ReviewTask.Status.OPEN
+        assert client.post(reverse("review:next")).status_code == 302
+        task.refresh_from_db()
+        assert task.claimed_by is None
+
+
+def test_csrf_is_enforced_on_actions(task: ReviewTask, reviewer: User) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(reviewer)
+    response = client.post(reverse("review:decide", args=[task.pk]), {"action": "approve"})
+    assert response.status_code == 403
+    task.refresh_from_db()
+    assert task.status == ReviewTask.Status.OPEN
+    page = client.get(reverse("review:task", args=[task.pk]))
+    token = page.cookies["csrftoken"].value
+    assert '"X-CSRFToken"' in page.content.decode()  # htmx sends it from <body hx-headers>
+    ok = client.post(
+        reverse("review:decide", args=[task.pk]), {"action": "approve"}, HTTP_X_CSRFTOKEN=token
+    )
+    assert ok.status_code == 302
+
+
+def test_next_claims_the_first_task_and_opens_it(task: ReviewTask, reviewer: User) -> None:
+    response = client_for(reviewer).post(reverse("review:next"))
+    assert response["Location"] == reverse("review:task", args=[task.pk])
+    task.refresh_from_db()
+    assert (task.status, task.claimed_by) == (ReviewTask.Status.CLAIMED, reviewer)
+
+
+def test_next_with_nothing_waiting_returns_to_the_queue(reviewer: User) -> None:
+    client = client_for(reviewer)
+    response = client.post(reverse("review:next"), follow=True)
+    assert "Nothing is waiting for you" in response.content.decode()
+
+
+def test_approve_decides_resumes_the_run_and_moves_on(
+    task: ReviewTask, reviewer: User, workflow: Workflow, start: Callable[..., Run]
+) -> None:
+    second = ReviewTask.objects.get(run=start(workflow))
+    client = client_for(reviewer)
+    response = client.post(reverse("review:decide", args=[task.pk]), {"action": "approve"})
+    # Deciding claims first if needed, then claims and shows the next task at once.
+    assert response["Location"] == reverse("review:task", args=[second.pk])
+    task.refresh_from_db()
+    assert task.status == ReviewTask.Status.DECIDED
+    gate = StepRun.objects.get(run=task.run, step_id="check")
+    assert (gate.status, gate.output) == (StepRun.Status.COMPLETED, {"label": "billing"})
+    second.refresh_from_db()
+    assert second.claimed_by == reviewer
+
+
+def test_an_override_without_a_reason_is_refused_and_changes_nothing(
+    task: ReviewTask, reviewer: User
+) -> None:
+    response = client_for(reviewer).post(
+        reverse("review:decide", args=[task.pk]), {"action": "reject", "reason": "  "}
+    )
+    assert response.status_code == 400
+    assert "a reason is required to reject" in response.content.decode()
+    assert not Decision.objects.exists()
+
+
+def test_edit_and_approve_puts_the_edit_on_the_gate(task: ReviewTask, reviewer: User) -> None:
+    response = client_for(reviewer).post(
+        reverse("review:decide", args=[task.pk]),
+        {"action": "edit", "reason": "it asks for money back", "out:label": "refund"},
+    )
+    assert response.status_code == 302
+    gate = StepRun.objects.get(run=task.run, step_id="check")
+    assert gate.output == {"label": "refund"}
+    classify = StepRun.objects.get(run=task.run, step_id="classify")
+    assert classify.output == {"label": "billing"}  # the AI's step is never changed
+
+
+def test_an_invalid_edit_is_a_clear_400(task: ReviewTask, reviewer: User) -> None:
+    response = client_for(reviewer).post(
+        reverse("review:decide", args=[task.pk]),
+        {"action": "edit", "reason": "x", "out:label": "weather"},
+    )
+    assert response.status_code == 400
+    assert "weather" in response.content.decode()
+    task.refresh_from_db()
+    assert task.status == ReviewTask.Status.CLAIMED  # claimed, not decided
+
+
+def test_a_second_reviewer_gets_a_clear_conflict(
+    task: ReviewTask, reviewer: User, second_reviewer: User
+) -> None:
+    first = client_for(reviewer)
+    assert first.post(reverse("review:claim", args=[task.pk])).status_code == 302
+    other = client_for(second_reviewer)
+    page = other.get(reverse("review:task", args=[task.pk])).content.decode()
+    assert "reviewer is reviewing this task" in page
+    assert 'name="action" value="approve"' not in page
+    response = other.post(reverse("review:decide", args=[task.pk]), {"action": "approve"})
+    assert response.status_code == 409
+    assert f"task {task.pk} is claimed by reviewer" in response.content.decode()
+    assert "Take the next task" in response.content.decode()
+    first.post(reverse("review:decide", args=[task.pk]), {"action": "approve"})
+    late = other.post(reverse("review:decide", args=[task.pk]), {"action": "approve"})
+    assert late.status_code == 409
+    assert "already been decided by reviewer" in late.content.decode()
+    assert Decision.objects.count() == 1
+
+
+def test_release_and_skip(
+    task: ReviewTask, reviewer: User, workflow: Workflow, start: Callable[..., Run]
+) -> None:
+    client = client_for(reviewer)
+    client.post(reverse("review:claim", args=[task.pk]))
+    assert client.post(reverse("review:release", args=[task.pk])).status_code == 302
+    task.refresh_from_db()
+    assert task.status == ReviewTask.Status.OPEN
+    client.post(reverse("review:claim", args=[task.pk]))
+    response = client.post(reverse("review:skip", args=[task.pk]))
+    assert response["Location"] == reverse("review:queue")  # nothing else waiting
+    assert client.post(reverse("review:next")).status_code == 302
+    task.refresh_from_db()
+    assert task.claimed_by is None  # a skipped task is not offered again
+
+
+def test_renew_keeps_the_claim(task: ReviewTask, reviewer: User, second_reviewer: User) -> None:
+    client = client_for(reviewer)
+    client.post(reverse("review:claim", args=[task.pk]))
+    response = client.post(reverse("review:renew", args=[task.pk]), **HX)
+    assert response.status_code == 200
+    assert response.content.decode().startswith("claimed until")
+    conflict = client_for(second_reviewer).post(reverse("review:renew", args=[task.pk]), **HX)
+    assert conflict.status_code == 409
+
+
+def test_the_queue_pages_by_keyset_in_the_one_order(
+    workflow: Workflow,
+    start: Callable[..., Run],
+    reviewer: User,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for priority in (0, 5, 0, 9, 5):
+        start(workflow, priority_hint=priority)
+    ReviewTask.objects.filter(pk__in=ReviewTask.objects.order_by("pk").values("pk")[:1]).update(
+        due_at=None
+    )
+    for task, priority in zip(ReviewTask.objects.order_by("pk"), (0, 5, 0, 9, 5), strict=True):
+        ReviewTask.objects.filter(pk=task.pk).update(priority=priority)
+    ordered = ReviewTask.objects.order_by(*views.selectors.QUEUE_ORDER)
+    expected = list(ordered.values_list("pk", flat=True))
+    monkeypatch.setattr(views, "PAGE_SIZE", 2)
+    client = client_for(reviewer)
+    seen: list[int] = []
+    url = reverse("review:queue")
+    for _ in range(5):
+        response = client.get(url)
+        rows = response.context["rows"]
+        seen += [t.pk for t in rows]
+        if not response.context["next_cursor"]:
+            break
+        url = reverse("review:queue") + "?after=" + quote(response.context["next_cursor"])
+    assert seen == expected
+
+
+def test_bad_filters_and_cursors_are_ignored(task: ReviewTask, reviewer: User) -> None:
+    client = client_for(reviewer)
+    for query in ("priority=lots", "after=garbage", "status=nonsense", "workflow=none-such"):
+        response = client.get(reverse("review:queue") + "?" + query)
+        assert response.status_code == 200, query
+    assert client.get(reverse("review:queue") + "?workflow=none-such").context["rows"] == []
+
+
+def test_filters_narrow_the_queue(task: ReviewTask, reviewer: User) -> None:
+    client = client_for(reviewer)
+    assert client.get(reverse("review:queue") + "?reason=audit_sample").context["rows"] == []
+    rows = client.get(reverse("review:queue") + "?reason=below_threshold").context["rows"]
+    assert [t.pk for t in rows] == [task.pk]
+    assert client.get(reverse("review:queue") + "?mine=on").context["rows"] == []
+    client.post(reverse("review:claim", args=[task.pk]))
+    assert [t.pk for t in client.get(reverse("review:queue") + "?mine=on").context["rows"]] == [
+        task.pk
+    ]

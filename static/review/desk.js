@@ -62,7 +62,7 @@
       $("#reason", f).focus();
       return;
     }
-    f.requestSubmit(button);
+    button.click(); // a real click: htmx and plain forms both send the button's action
   }
   function showDiff() {
     const f = form();

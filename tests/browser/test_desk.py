@@ -1,0 +1,130 @@
+"""A reviewer's day, in a real browser: claim, edit, approve, conflicts and the keyboard."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.integration.worker import Worker
+from workflows import services
+from workflows.models import ReviewTask, Run, StepRun
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+TICKETS = [
+    {"subject": "Charged twice", "body": "My card shows two payments for the Plus plan."},
+    {"subject": "Camera offline", "body": "The garden camera keeps dropping off the wifi."},
+    {"subject": "Where is my order?", "body": "Tracking has not moved for five days."},
+]
+
+
+def start_tickets(
+    desk: dict[str, Any], system: Any, wait_until: Callable[..., None], n: int = 1
+) -> list[Run]:
+    runs = [
+        services.run_start(workflow=desk["workflow"], input=ticket, actor=system)
+        for ticket in TICKETS[:n]
+    ]
+    wait_until(lambda: ReviewTask.objects.filter(run__in=runs).count() == n)
+    return runs
+
+
+def test_a_reviewer_claims_edits_and_approves_and_the_run_completes(
+    worker: Worker,
+    desk: dict[str, Any],
+    system: Any,
+    wait_until: Callable[..., None],
+    open_page: Callable[..., Any],
+) -> None:
+    (run,) = start_tickets(desk, system, wait_until)
+    desk_page = open_page("alice")
+    page = desk_page.page
+    assert page.locator("#queue tr[data-task]").count() == 1
+    page.click("#next-task")
+    page.wait_for_url("**/review/tasks/*/")
+    page.wait_for_selector("text=Why a person:")
+    ai_label = StepRun.objects.get(run=run, step_id="classify").output["label"]
+    new_label = "other" if ai_label != "other" else "account"
+    page.click("#edit-box summary")
+    page.select_option("#out-label", new_label)
+    assert page.locator("[data-diff] ins").inner_text() == new_label
+    page.fill("#reason", "the customer writes about something else")
+    page.click("#decide button[value=edit]")
+    page.wait_for_selector("text=edited and approved")
+    wait_until(lambda: Run.objects.get(pk=run.pk).status == Run.Status.COMPLETED)
+    assert StepRun.objects.get(run=run, step_id="route").output == {"team": new_label}
+    assert StepRun.objects.get(run=run, step_id="classify").output == {"label": ai_label}
+    assert desk_page.errors == []
+
+
+def test_a_second_reviewer_opening_the_same_task_sees_the_conflict(
+    worker: Worker,
+    desk: dict[str, Any],
+    system: Any,
+    wait_until: Callable[..., None],
+    open_page: Callable[..., Any],
+) -> None:
+    start_tickets(desk, system, wait_until)
+    alice = open_page("alice")
+    alice.page.click("#next-task")
+    alice.page.wait_for_url("**/review/tasks/*/")
+    bob = open_page("bob")
+    task_url = alice.page.url
+    bob.page.goto(task_url)
+    conflict = bob.page.locator(".conflict")
+    assert "alice is reviewing this task" in conflict.inner_text()
+    assert bob.page.locator("#decide").count() == 0
+    alice.page.keyboard.press("a")
+    alice.page.wait_for_selector("text=approved")
+    bob.page.goto(task_url)
+    assert "already been decided by alice" in bob.page.locator(".conflict").inner_text()
+    bob.page.click(".conflict button")
+    bob.page.wait_for_selector("text=Nothing is waiting for you")
+    assert alice.errors == [] and bob.errors == []
+
+
+def test_the_keyboard_alone_works_through_the_queue(
+    worker: Worker,
+    desk: dict[str, Any],
+    system: Any,
+    wait_until: Callable[..., None],
+    open_page: Callable[..., Any],
+) -> None:
+    runs = start_tickets(desk, system, wait_until, n=3)
+    desk_page = open_page("alice")
+    page = desk_page.page
+    page.keyboard.press("?")
+    assert page.locator("#help").is_visible()
+    page.keyboard.press("Escape")
+    assert not page.locator("#help").is_visible()
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    page.keyboard.press("k")
+    selected = page.locator("#queue tr[aria-selected=true]")
+    first = page.locator("#queue tr[data-task]").first
+    assert selected.get_attribute("data-task") == first.get_attribute("data-task")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/review/tasks/*/")
+    page.keyboard.press("a")  # approve: claims and decides, then the next task opens
+    page.wait_for_selector("text=approved.")
+    # Reject needs a reason: r opens the field, typing "r" there must not fire shortcuts.
+    page.keyboard.press("r")
+    assert page.evaluate("document.activeElement.id") == "reason"
+    page.keyboard.type("wrong team, really a refund request")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("text=rejected.")
+    page.keyboard.press("x")
+    page.keyboard.type("needs a supervisor")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("text=escalated.")
+    actions = sorted(
+        ReviewTask.objects.filter(run__in=runs, decision__isnull=False).values_list(
+            "decision__action", flat=True
+        )
+    )
+    assert actions == ["approve", "escalate", "reject"]
+    page.keyboard.press("u")
+    page.wait_for_url("**/review/")
+    assert desk_page.errors == []

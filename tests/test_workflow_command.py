@@ -91,3 +91,28 @@ def test_export_writes_the_definition_back(tmp_path: Path) -> None:
 def test_schema_is_json_schema() -> None:
     schema = __import__("json").loads(run("schema"))
     assert schema["$schema"].startswith("https://json-schema.org/")
+
+
+def test_runs_retry_failed_command(tmp_path: Path) -> None:
+    from tests.helpers import drive
+    from workflows import services
+    from workflows.models import Run
+
+    definition = {
+        "slug": "fails",
+        "name": "Fails",
+        "steps": [{"id": "t", "kind": "transform", "config": {"output": {"x": "input.nope"}}}],
+    }
+    run("import", str(write(tmp_path, definition)))
+    workflow = Workflow.objects.get(slug="fails")
+    failed = drive(
+        services.run_start(workflow=workflow, input={}, actor=services.Actor.system("t"))
+    )
+    assert failed.status == Run.Status.FAILED
+    out = StringIO()
+    call_command("runs", "retry-failed", "--since", "2000-01-01", "--workflow", "fails", stdout=out)
+    assert out.getvalue().strip() == "retried 1 failed run"
+    failed.refresh_from_db()
+    assert failed.status == Run.Status.RUNNING
+    with pytest.raises(CommandError, match="not an ISO date"):
+        call_command("runs", "retry-failed", "--since", "yesterday", stdout=StringIO())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -26,10 +28,29 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Workflow)
 class WorkflowAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "active_version", "reviewer_group", "escalation_group"]
+    list_display = [
+        "slug",
+        "name",
+        "active_version",
+        "reviewer_group",
+        "escalation_group",
+        "daily_cost_cap_usd",
+    ]
     search_fields = ["slug", "name"]
     filter_horizontal = ["admins"]
     readonly_fields = ["active_version", "created_at"]
+
+    def save_model(self, request: HttpRequest, obj: Workflow, form: Any, change: bool) -> None:
+        cap = obj.daily_cost_cap_usd
+        if change and "daily_cost_cap_usd" in form.changed_data:
+            # Through the service: the change is audited and budget waits resume at once.
+            obj.daily_cost_cap_usd = form.initial.get("daily_cost_cap_usd")
+            super().save_model(request, obj, form, change)
+            services.workflow_set_daily_cap(
+                workflow=obj, cap_usd=cap, actor=services.Actor.for_user(request.user)
+            )
+            return
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(WorkflowVersion)
@@ -46,6 +67,7 @@ class StepRunInline(admin.TabularInline):
         "step_id",
         "kind",
         "status",
+        "output",
         "outcome",
         "attempts",
         "confidence",

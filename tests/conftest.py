@@ -53,7 +53,11 @@ def make_workflow(db: None, system: services.Actor):
     """Publish a definition given as a dict (or YAML text) and return its workflow."""
 
     def make(definition: dict[str, Any] | str, **extra: Any) -> Workflow:
-        source = definition if isinstance(definition, str) else yaml.safe_dump(definition)
+        source = (
+            definition
+            if isinstance(definition, str)
+            else yaml.safe_dump(definition, sort_keys=False)
+        )
         result = services.workflow_import(source=source, actor=system)
         workflow = result.workflow
         for field, value in extra.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,8 +17,9 @@ from workflows.access import (
     tasks_decidable_q,
     tasks_visible_q,
 )
+from workflows.definitions import DefinitionError, parse_source
 from workflows.errors import NotAllowed
-from workflows.models import Decision, ReviewTask, StepRun, Workflow
+from workflows.models import Decision, ReviewTask, StepRun, Workflow, WorkflowVersion
 from workflows.models.review import QUEUE_ORDER
 
 __all__ = ["QUEUE_ORDER"]
@@ -112,7 +114,7 @@ def review_task_get(*, user: Any, task_id: int) -> TaskDetail:
     chain = [t.pk for t in (task.escalated_from, task) if t is not None]
     return TaskDetail(
         task=task,
-        input=task.run.input,
+        input=_in_schema_order(task.run.input, task.run.version_id),
         shown=task_shown(task),
         cost=_cost(guarded),
         output_schema=(
@@ -127,6 +129,28 @@ def review_task_get(*, user: Any, task_id: int) -> TaskDetail:
         claimed_by_me=task.status == ReviewTask.Status.CLAIMED and task.claimed_by_id == user.pk,
         escalated_to=ReviewTask.objects.filter(escalated_from=task).first(),
     )
+
+
+def _in_schema_order(data: Any, version_id: int) -> Any:
+    """The input's fields in the order the workflow's input schema lists them."""
+    if not isinstance(data, dict):
+        return data
+    listed = _input_field_order(version_id)
+    ordered = {key: data[key] for key in listed if key in data}
+    ordered.update((key, value) for key, value in data.items() if key not in ordered)
+    return ordered
+
+
+@functools.lru_cache(maxsize=256)
+def _input_field_order(version_id: int) -> list[str]:
+    # From the admin's own text: jsonb (the stored definition) keeps keys shortest first.
+    source = WorkflowVersion.objects.values_list("source", flat=True).get(pk=version_id)
+    try:
+        schema = parse_source(source).get("input_schema") or {}
+    except DefinitionError:
+        return []
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    return list(properties) if isinstance(properties, dict) else []
 
 
 def task_shown(task: ReviewTask) -> dict[str, Any]:

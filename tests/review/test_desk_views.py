@@ -279,3 +279,21 @@ def test_filters_narrow_the_queue(task: ReviewTask, reviewer: User) -> None:
     assert [t.pk for t in client.get(reverse("review:queue") + "?mine=on").context["rows"]] == [
         task.pk
     ]
+
+
+def test_the_input_is_shown_in_the_schema_order(
+    make_gate_workflow: Callable[..., Workflow], start: Callable[..., Run], reviewer: User
+) -> None:
+    from tests.review.conftest import gated_definition
+
+    definition = gated_definition("ordered")
+    definition["input_schema"] = {
+        "type": "object",
+        "properties": {"subject": {}, "body": {}, "answer": {}, "confidence": {}},
+    }
+    workflow = make_gate_workflow(definition=definition)
+    run = start(workflow, subject="S", body="B" * 10, zzz_extra=1)
+    task = ReviewTask.objects.get(run=run)
+    detail = client_for(reviewer).get(reverse("review:task", args=[task.pk])).context["d"]
+    assert list(detail.input)[:4] == ["subject", "body", "answer", "confidence"]
+    assert "zzz_extra" in detail.input

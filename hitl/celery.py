@@ -6,6 +6,7 @@ A Celery message is only a nudge; PostgreSQL is the system of record (DESIGN.md 
 import os
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitl.settings")
@@ -45,6 +46,17 @@ def _configure(sender: Celery, **kwargs: object) -> None:
     sender.conf.beat_schedule = _beat_schedule()
     sender.conf.task_soft_time_limit = settings.HITL_STEP_SOFT_TIME_LIMIT
     sender.conf.task_time_limit = settings.HITL_STEP_HARD_TIME_LIMIT
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_connections(**kwargs: object) -> None:
+    # With connections reused across tasks (CELERY_DB_REUSE_MAX), this is what still drops a
+    # connection an error left unusable, or one older than CONN_MAX_AGE, as Django does
+    # around each request.
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 app.autodiscover_tasks(["workflows"])

@@ -101,6 +101,12 @@ if not _database_url:
 DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("hitl needs PostgreSQL; DATABASE_URL names another engine.")
+# psycopg prepares a statement after this many runs on a connection. Only the engine's two
+# hot statements (claim and record) bind server-side and can be prepared; Django's own
+# queries never are. Set it empty behind a transaction-mode pooler older than PgBouncer 1.21.
+_prepare_threshold = os.environ.get("HITL_DB_PREPARE_THRESHOLD", "5")
+if _prepare_threshold:
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = int(_prepare_threshold)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -162,6 +168,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup otherwise closes the database connection around every task: a new
+# connection per step cost 3-8 ms (bench.engine). hitl/celery.py closes broken or old ones.
+CELERY_DB_REUSE_MAX = 1000
 # The visibility timeout only matters for messages a dead worker held; the sweeper
 # re-enqueues their steps long before it, once the step's lease has expired.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}

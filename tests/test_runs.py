@@ -304,11 +304,13 @@ def test_query_budget_per_executed_step(
     run = services.run_start(workflow=transform_workflow, input={"amount": 70}, actor=system)
     step = StepRun.objects.get(run=run)
     version_definition.cache_clear()
-    # claim (1 statement), the version's definition (cached after the first load), then the
-    # record: BEGIN, lock the run, update the step, update the run, create the next step,
-    # audit, COMMIT.
-    with django_assert_num_queries(9):
+    # 1. the claim: one statement (claim the step, start the run, audit, read the context);
+    # 2. the version's definition (cached after the first load);
+    # 3. the record: one statement, committing on its own (lock the run, complete the step,
+    #    advance the run, create the next step, audit).
+    with django_assert_num_queries(3):
         services.step_execute(step_run_id=step.pk)
     second = StepRun.objects.get(run=run, step_id="label").pk
-    with django_assert_num_queries(8):
+    # The same claim and record; the definition is cached.
+    with django_assert_num_queries(2):
         services.step_execute(step_run_id=second)

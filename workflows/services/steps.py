@@ -12,17 +12,22 @@ import json
 import logging
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from django.db.models import F, Field, Q
 from django.utils import timezone
 
 from workflows import engine
+from workflows.canonical import canonical_json
 from workflows.definitions import WorkflowDefinition
 from workflows.models import AuditEvent, Run, StepRun, WorkflowVersion
 from workflows.services.audit import Actor, audit_event
@@ -32,6 +37,7 @@ from workflows.steps.base import (
     Failed,
     Result,
     StepContext,
+    StepKind,
     StepView,
     Usage,
     Waiting,
@@ -55,8 +61,16 @@ def step_create(
     *, run: Run, definition: WorkflowDefinition, step_id: str, now: datetime
 ) -> StepRun:
     """Write a READY step in the caller's transaction and enqueue it on commit."""
+    step_run = _new_step(run, definition, step_id, now)
+    step_run.save(force_insert=True)
+    step_enqueue_on_commit(step_run)
+    return step_run
+
+
+def _new_step(run: Run, definition: WorkflowDefinition, step_id: str, now: datetime) -> StepRun:
+    """The unsaved READY row of a step that is due now; the model supplies every default."""
     step = definition.step(step_id)
-    step_run = StepRun.objects.create(
+    return StepRun(
         run=run,
         step_id=step.id,
         kind=step.kind,
@@ -67,8 +81,6 @@ def step_create(
         created_at=now,
         max_attempts=step.max_attempts or settings.HITL_STEP_MAX_ATTEMPTS,
     )
-    step_enqueue_on_commit(step_run)
-    return step_run
 
 
 # The claim, in one round trip. One conditional UPDATE decides the race (zero rows: someone
@@ -76,11 +88,20 @@ def step_create(
 # and returns what execution needs, including the outputs of the run's completed steps.
 # The payload digest is the SHA-256 of the canonical JSON that `audit_event` would write.
 _CLAIM_SQL = """
-WITH claimed AS (
+WITH run_locked AS (
+    -- The run row first, as every transition of a run takes it (record, resume, cancel): a
+    -- claim that locked the step and then a pending run could deadlock with a cancel. The
+    -- step's UPDATE depends on it, so PostgreSQL takes this lock before the step's.
+    SELECT id FROM workflows_run
+    WHERE id = (SELECT run_id FROM workflows_steprun WHERE id = %(id)s)
+    FOR UPDATE
+),
+claimed AS (
     UPDATE workflows_steprun
     SET status = 'running', attempts = attempts + 1, lease_expires_at = %(lease)s,
         started_at = COALESCE(started_at, %(now)s)
     WHERE id = %(id)s AND attempts < max_attempts
+      AND run_id = (SELECT id FROM run_locked)
       AND ((status = 'ready' AND due_at <= %(now)s)
            OR (status = 'running' AND lease_expires_at <= %(now)s))
     RETURNING id, run_id, step_id, kind, position, attempts, max_attempts, meta,
@@ -150,7 +171,7 @@ def _claim(step_run_id: int, now: datetime) -> tuple[StepRun, list[list[Any]]] |
         "lease": now + settings.HITL_STEP_LEASE,
         "actor": SYSTEM.label,
     }
-    with connection.cursor() as cursor:
+    with _server_binding_cursor() as cursor:
         cursor.execute(_CLAIM_SQL, params)
         row = cursor.fetchone()
     if row is None:
@@ -210,6 +231,25 @@ def _claim(step_run_id: int, now: datetime) -> tuple[StepRun, list[list[Any]]] |
         )
         return None
     return step_run, _json(earlier)
+
+
+@contextmanager
+def _server_binding_cursor() -> Iterator[CursorWrapper]:
+    """A cursor for the two statements every step runs: the claim and the fast record.
+
+    It binds parameters server-side, unlike Django's own cursors, so that psycopg can prepare
+    these statements once per connection when DATABASES' `prepare_threshold` option allows
+    it: both are large, and parsing and planning them costs more than running them. Django's
+    client-side cursors never prepare, so that option changes nothing else. Still wrapped by
+    Django: errors are translated and queries logged and counted as for any other cursor.
+    """
+    # What connection.cursor() does before it makes its cursor.
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
+    with wrapper(psycopg.Cursor(connection.connection), connection) as cursor:
+        yield cursor
 
 
 def _json(value: Any) -> Any:
@@ -310,7 +350,15 @@ def step_record(
     elapsed_ms: int,
     now: datetime,
 ) -> StepRun | None:
-    """Record an attempt's result in one short transaction, if the attempt still owns the step."""
+    """Record an attempt's result in one short transaction, if the attempt still owns the step.
+
+    The common case, a completed step of a kind with no `on_record` hook, is one SQL statement
+    (`_record_completed`). Everything else takes the general path below, through the ORM, with
+    the same effects and the same lock order.
+    """
+    kind = get_kind(step_run.kind)
+    if isinstance(result, Completed) and type(kind).on_record is StepKind.on_record:
+        return _record_completed(step_run, result, elapsed_ms, now)
     attempt = step_run.attempts
     events: list[AuditEvent] = []
     with transaction.atomic():
@@ -322,15 +370,7 @@ def step_record(
         }
         retry_at = None
         if isinstance(result, Completed):
-            fields.update(
-                status=StepRun.Status.COMPLETED,
-                output=result.output,
-                outcome=result.outcome,
-                confidence=result.confidence,
-                meta={**step_run.meta, **result.meta},
-                finished_at=now,
-                error="",
-            )
+            fields.update(_completed_fields(step_run, result, now))
         elif isinstance(result, Waiting):
             fields.update(
                 status=StepRun.Status.WAITING,
@@ -401,9 +441,187 @@ def step_record(
                 _event("step.failed", step_run, {**payload, "error": step_run.error}, now)
             )
             _fail_run(run, step_run, step_run.error, now, events)
-        get_kind(step_run.kind).on_record(step_run=step_run, result=result, run=run, now=now)
+        kind.on_record(step_run=step_run, result=result, run=run, now=now)
         AuditEvent.objects.bulk_create(events)
     return step_run
+
+
+def _completed_fields(step_run: StepRun, result: Completed, now: datetime) -> dict[str, Any]:
+    return {
+        "status": StepRun.Status.COMPLETED,
+        "output": result.output,
+        "outcome": result.outcome,
+        "confidence": result.confidence,
+        "meta": {**step_run.meta, **result.meta},
+        "finished_at": now,
+        "error": "",
+    }
+
+
+# step_record's fast path, in one round trip: what the general path does for a completed step
+# (complete it if this attempt still owns it, advance or finish the run, write the next step,
+# audit), as one statement, which is atomic on its own. Lock order is the general path's: the
+# run row first (`run_locked`), then the step. The step's UPDATE depends on `run_locked`, so
+# PostgreSQL takes the run's lock before it touches the step row; a cancel that got the run
+# first has cancelled the step by the time we get the lock, and the UPDATE, re-checking the
+# row's newest version, matches nothing: the result is dropped, as on the general path.
+# Zero rows in `completed` (lost lease, cancelled run) means nothing else happens either,
+# since every later part reads from it.
+_RECORD_COMPLETED_SQL = """
+WITH run_locked AS (
+    SELECT id FROM workflows_run WHERE id = %(run)s FOR UPDATE
+),
+completed AS (
+    UPDATE workflows_steprun
+    SET status = 'completed', output = %(output)s, outcome = %(outcome)s,
+        confidence = %(confidence)s, meta = %(meta)s, finished_at = %(now)s, error = '',
+        lease_expires_at = NULL, latency_ms = %(latency_ms)s,
+        -- NULL: the attempt reported no usage, so what earlier attempts spent stays.
+        calls = COALESCE(%(calls)s, calls),
+        input_tokens = COALESCE(%(input_tokens)s, input_tokens),
+        output_tokens = COALESCE(%(output_tokens)s, output_tokens),
+        cost_usd = COALESCE(%(cost_usd)s, cost_usd)
+    WHERE id = %(id)s AND status = 'running' AND attempts = %(attempt)s
+      AND run_id = (SELECT id FROM run_locked)
+    RETURNING id, run_id
+),
+advanced AS (
+    -- The new outcome is engine.run_outcome(locked outcome, step outcome), evaluated in Python
+    -- for every value the locked row can hold (`outcomes`); the row's own value picks it.
+    UPDATE workflows_run r
+    SET status = %(run_status)s, outcome = (%(outcomes)s::jsonb ->> r.outcome),
+        updated_at = %(now)s, finished_at = COALESCE(%(run_finished_at)s, r.finished_at)
+    FROM completed c
+    WHERE r.id = c.run_id
+    RETURNING r.id, r.outcome
+),
+next_step AS (
+    -- Every column, valued from the unsaved model `_new_step` builds, defaults included.
+    INSERT INTO workflows_steprun (run_id, step_id, kind, position, status, attempts,
+        max_attempts, due_at, enqueued_at, lease_expires_at, started_at, finished_at, output,
+        outcome, confidence, meta, calls, input_tokens, output_tokens, cost_usd, latency_ms,
+        error, created_at)
+    SELECT c.run_id, %(next_step_id)s, %(next_kind)s, %(next_position)s, %(next_status)s,
+        %(next_attempts)s, %(next_max_attempts)s, %(next_due_at)s, %(next_enqueued_at)s,
+        %(next_lease_expires_at)s, %(next_started_at)s, %(next_finished_at)s,
+        %(next_output)s, %(next_outcome)s, %(next_confidence)s, %(next_meta)s,
+        %(next_calls)s, %(next_input_tokens)s, %(next_output_tokens)s, %(next_cost_usd)s,
+        %(next_latency_ms)s, %(next_error)s, %(next_created_at)s
+    FROM completed c
+    WHERE %(advances)s
+    RETURNING id
+),
+audited AS (
+    -- step.completed as `audit_event` built it; run.completed when the run finishes, its
+    -- payload digest the SHA-256 of the canonical JSON `audit_event` would write (as in the
+    -- claim). ORDER BY gives the ids in the order bulk_create would.
+    INSERT INTO workflows_auditevent (created_at, actor_type, actor_id, actor_label, verb,
+        object_type, object_id, payload, payload_sha256, prev_hash, hash)
+    SELECT %(now)s, %(actor_type)s, %(actor_id)s, %(actor_label)s, e.verb, e.object_type,
+           e.object_id, e.payload::jsonb, e.payload_sha256, '', ''
+    FROM (
+        SELECT 1, 'step.completed', 'step_run', c.id::text, %(payload)s, %(payload_sha256)s
+        FROM completed c
+        UNION ALL
+        SELECT 2, 'run.completed', 'run', a.id::text, p.text,
+               encode(sha256(convert_to(p.text, 'UTF8')), 'hex')
+        FROM advanced a,
+             LATERAL (SELECT '{"outcome":' || to_json(a.outcome)::text || '}' AS text) p
+        WHERE NOT %(advances)s
+    ) e (ord, verb, object_type, object_id, payload, payload_sha256)
+    ORDER BY e.ord
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM completed), (SELECT id FROM next_step), (SELECT count(*) FROM audited)
+"""
+
+
+def _record_completed(
+    step_run: StepRun, result: Completed, elapsed_ms: int, now: datetime
+) -> StepRun | None:
+    """step_record for a Completed result of a kind with no `on_record` hook."""
+    run = step_run.run
+    attempt = step_run.attempts
+    definition = version_definition(run.version_id)
+    # Pure: depends on the definition (pinned) and the step's outcome, not on the run's row.
+    decision = engine.after(definition, step_run.step_id, result.outcome)
+    next_step = (
+        _new_step(run, definition, decision.step_id, now)
+        if isinstance(decision, engine.Next)
+        else None
+    )
+    fields: dict[str, Any] = {
+        "lease_expires_at": None,
+        **_usage_fields(step_run, result.usage, elapsed_ms),
+        **_completed_fields(step_run, result, now),
+    }
+    event = _event(
+        "step.completed",
+        step_run,
+        {"run": run.pk, "step": step_run.step_id, "attempt": attempt, "outcome": result.outcome},
+        now,
+    )
+    current = {"", *Run.Outcome.values, run.outcome}
+    params: dict[str, Any] = {
+        "id": step_run.pk,
+        "attempt": attempt,
+        "run": run.pk,
+        "now": now,
+        **{
+            name: _db_value(name, fields.get(name))
+            for name in (
+                "output",
+                "outcome",
+                "confidence",
+                "meta",
+                "latency_ms",
+                "calls",
+                "input_tokens",
+                "output_tokens",
+                "cost_usd",
+            )
+        },
+        "run_status": Run.Status.RUNNING if next_step else Run.Status.COMPLETED,
+        "run_finished_at": None if next_step else now,
+        "outcomes": json.dumps({o: engine.run_outcome(o, result.outcome) for o in current}),
+        "advances": next_step is not None,
+        **{
+            f"next_{field.attname}": (
+                field.get_db_prep_save(getattr(next_step, field.attname), connection)
+                if next_step
+                else None
+            )
+            for field in StepRun._meta.concrete_fields
+            if not field.primary_key and field.attname != "run_id"
+        },
+        "actor_type": event.actor_type,
+        "actor_id": event.actor_id,
+        "actor_label": event.actor_label,
+        "payload": canonical_json(event.payload),
+        "payload_sha256": event.payload_sha256,
+    }
+    # A single statement commits on its own; inside a caller's transaction, the savepoint
+    # keeps a failure from breaking it, as the general path's atomic() does.
+    with transaction.atomic() if connection.in_atomic_block else nullcontext():
+        with _server_binding_cursor() as cursor:
+            cursor.execute(_RECORD_COMPLETED_SQL, params)
+            recorded, next_id, _ = cursor.fetchone()
+        if not recorded:
+            logger.warning("attempt %s of step %s lost its lease", attempt, step_run.pk)
+            return None
+        if next_step is not None:
+            next_step.pk = next_id
+            step_enqueue_on_commit(next_step)
+    for name, value in fields.items():
+        setattr(step_run, name, value)
+    return step_run
+
+
+def _db_value(name: str, value: Any) -> Any:
+    """`value` as the ORM would send it for StepRun's field `name` (JSON encoder, decimals)."""
+    field = StepRun._meta.get_field(name)
+    assert isinstance(field, Field)
+    return field.get_db_prep_save(value, connection)
 
 
 def _event(verb: str, step_run: StepRun, payload: dict[str, Any], now: datetime) -> AuditEvent:

@@ -51,6 +51,19 @@ def tasks_visible_q(user: Any) -> Q:
     )
 
 
+def workflows_visible_q(user: Any) -> Q:
+    """The workflows some of whose tasks `user` may see."""
+    if not _usable(user):
+        return NOTHING
+    if user.is_superuser:
+        return Q()
+    return (
+        Q(pk__in=_admin_workflows(user))
+        | Q(pk__in=_workflows_with("reviewer_group", user))
+        | Q(pk__in=_workflows_with("escalation_group", user))
+    )
+
+
 def tasks_decidable_q(user: Any) -> Q:
     """The tasks `user` may claim and decide (whatever their current status)."""
     if not _usable(user):

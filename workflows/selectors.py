@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import BooleanField, Q, QuerySet
+from django.db.models.expressions import RawSQL
 
 from workflows.access import (
     access_task_view,
@@ -16,11 +17,12 @@ from workflows.access import (
     is_workflow_admin,
     tasks_decidable_q,
     tasks_visible_q,
+    workflows_visible_q,
 )
 from workflows.definitions import DefinitionError, parse_source
 from workflows.errors import NotAllowed
 from workflows.models import Decision, ReviewTask, StepRun, Workflow, WorkflowVersion
-from workflows.models.review import QUEUE_ORDER
+from workflows.models.review import NO_DUE, QUEUE_ORDER
 
 __all__ = ["QUEUE_ORDER"]
 from workflows.steps.gate import guarded_output_schema
@@ -70,15 +72,30 @@ def review_task_list(
     )
 
 
-def review_task_counts(*, user: Any, workflow: Workflow | None = None) -> dict[str, int]:
-    """How many visible tasks there are in each status (every status present, 0 if none)."""
+COUNT_CAP = 1000
+
+
+def review_task_counts(
+    *, user: Any, workflow: Workflow | None = None, cap: int = COUNT_CAP
+) -> dict[str, int]:
+    """How many visible tasks there are in each status, counted up to `cap + 1`.
+
+    Counting stops past the cap (the page shows "1000+"): exact counts over every decided task
+    would grow with history and scan it on every refresh. Each status is an index scan over
+    (workflow, status) within the workflows the user may see.
+    """
     tasks = ReviewTask.objects.filter(tasks_visible_q(user))
     if workflow is not None:
         tasks = tasks.filter(workflow=workflow)
-    counts = dict.fromkeys(ReviewTask.Status.values, 0)
-    for row in tasks.order_by().values("status").annotate(n=Count("id")):
-        counts[row["status"]] = row["n"]
-    return counts
+    return {
+        status: tasks.filter(status=status).order_by()[: cap + 1].count()
+        for status in ReviewTask.Status.values
+    }
+
+
+def workflows_with_tasks_visible(*, user: Any) -> QuerySet[Workflow]:
+    """The workflows whose tasks the user may see (for the queue's filter)."""
+    return Workflow.objects.filter(workflows_visible_q(user)).order_by("name")
 
 
 @dataclass(frozen=True)
@@ -230,21 +247,21 @@ def review_task_page(
     The order is priority DESC, due_at ASC (no SLA last), created_at ASC, id ASC.
     """
     if after is not None:
-        tasks = tasks.filter(_after_q(after))
+        tasks = tasks.filter(_after(after))
     rows = list(tasks[: size + 1])
     more = len(rows) > size
     rows = rows[:size]
     return rows, (QueueCursor.of(rows[-1]) if more and rows else None)
 
 
-def _after_q(c: QueueCursor) -> Q:
-    same_created = Q(created_at=c.created_at, id__gt=c.id)
-    later_in_due = Q(created_at__gt=c.created_at) | same_created
-    if c.due_at is None:
-        # Tasks without an SLA come last within a priority: only more of them can follow.
-        within = Q(due_at__isnull=True) & later_in_due
-    else:
-        within = (
-            Q(due_at__gt=c.due_at) | Q(due_at__isnull=True) | (Q(due_at=c.due_at) & later_in_due)
-        )
-    return Q(priority__lt=c.priority) | (Q(priority=c.priority) & within)
+def _after(c: QueueCursor) -> RawSQL:
+    """Rows after the cursor in the queue's order: one row comparison over the queue key,
+    which the expression index `reviewtask_queue_key_idx` bounds (an OR-chain could not)."""
+    table = ReviewTask._meta.db_table
+    sql = (
+        f'(("{table}"."priority" * -1), COALESCE("{table}"."due_at", %s), '
+        f'"{table}"."created_at", "{table}"."id") > (%s, %s, %s, %s)'
+    )
+    params = (NO_DUE, -c.priority, c.due_at or NO_DUE, c.created_at, c.id)
+    # Only the model's own table name is formatted in; every value is a bound parameter.
+    return RawSQL(sql, params, output_field=BooleanField())  # noqa: S611

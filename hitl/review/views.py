@@ -61,9 +61,8 @@ def queue(request: HttpRequest) -> HttpResponse:
         "rows": rows,
         "filters": form,
         "counts": selectors.review_task_counts(user=request.user, workflow=workflow),
-        "workflows": Workflow.objects.filter(
-            pk__in=selectors.review_task_list(user=request.user).values("workflow_id")
-        ).order_by("name"),
+        "workflows": selectors.workflows_with_tasks_visible(user=request.user),
+        "count_cap": selectors.COUNT_CAP,
         "query": query.urlencode(),
         "self_query": request.GET.urlencode(),
         "next_cursor": next_cursor.encode() if next_cursor else None,

@@ -6,23 +6,29 @@ Models hold fields, constraints and status choices. Every write goes through
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from workflows.models.core import Run, StepRun, Workflow
 
 # The queue's one order, shared by the listing and "next task" so that what a reviewer sees
-# first is what they get. PostgreSQL puts NULLs last on ASC already; a task without an SLA
-# comes after every task with one.
-QUEUE_ORDER = (
-    F("priority").desc(),
-    F("due_at").asc(nulls_last=True),
-    F("created_at").asc(),
-    F("id").asc(),
+# first is what they get: priority DESC, due_at ASC (a task without an SLA after every task
+# with one), created_at ASC, id. Written as four ascending keys so that one expression index
+# serves the order, and a keyset page is a single row comparison the index can bound.
+NO_DUE = datetime(9999, 12, 31, tzinfo=UTC)
+QUEUE_KEY = (
+    F("priority") * -1,
+    Coalesce("due_at", Value(NO_DUE, output_field=models.DateTimeField())),
+    F("created_at"),
+    F("id"),
 )
+QUEUE_ORDER = tuple(key.asc() for key in QUEUE_KEY)
 
 
 class ReviewTask(models.Model):
@@ -103,10 +109,12 @@ class ReviewTask(models.Model):
         ]
         indexes = [
             models.Index(
-                *QUEUE_ORDER,
-                name="reviewtask_queue_idx",
+                *QUEUE_KEY,
+                name="reviewtask_queue_key_idx",
                 condition=Q(status__in=["open", "claimed"]),
             ),
+            # Counts per status within the workflows a user may see.
+            models.Index(fields=["workflow", "status"], name="reviewtask_wf_status_idx"),
             # The sweepers' questions: whose lease lapsed, what needs a warning, what is overdue.
             models.Index(
                 fields=["claim_expires_at"],

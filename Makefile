@@ -31,10 +31,12 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 typecheck: install
-	SECRET_KEY=typecheck DATABASE_URL=postgres://localhost/typecheck $(VENV)/bin/mypy hitl workflows
+	SECRET_KEY=typecheck DATABASE_URL=$${DATABASE_URL:-postgres://localhost/typecheck} \
+		$(VENV)/bin/mypy hitl workflows bench
 
+## make check: lint, types, and migrations that match the models.
 check: lint typecheck
-	SECRET_KEY=check DATABASE_URL=postgres://localhost/check $(PY) manage.py makemigrations --check --dry-run
+	SECRET_KEY=check $(PY) -m hitl.devstack exec -- $(PY) manage.py makemigrations --check --dry-run
 
 ## make lock: re-resolve requirements/lock.txt from pyproject.toml (needs uv).
 lock:

@@ -128,3 +128,26 @@ def test_the_keyboard_alone_works_through_the_queue(
     page.keyboard.press("u")
     page.wait_for_url("**/review/")
     assert desk_page.errors == []
+
+
+def test_the_desk_fits_a_tablet_width(
+    worker: Worker,
+    desk: dict[str, Any],
+    system: Any,
+    wait_until: Callable[..., None],
+    open_page: Callable[..., Any],
+) -> None:
+    start_tickets(desk, system, wait_until)
+    desk_page = open_page("alice")
+    page = desk_page.page
+    page.set_viewport_size({"width": 820, "height": 1180})
+    overflow = "document.documentElement.scrollWidth - window.innerWidth"
+    assert page.evaluate(overflow) <= 0
+    page.click("#next-task")
+    page.wait_for_url("**/review/tasks/*/")
+    assert page.evaluate(overflow) <= 0
+    # Focus is visible: the focused control has an outline.
+    page.keyboard.press("Tab")
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none"
+    assert desk_page.errors == []

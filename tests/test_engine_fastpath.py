@@ -76,7 +76,11 @@ def snapshot(run: Run) -> dict[str, Any]:
         )
     return {
         "run": {k: v for k, v in Run.objects.filter(pk=run.pk).values()[0].items() if k != "id"},
-        "steps": [{k: v for k, v in row.items() if k not in ("id", "run_id")} for row in rows],
+        # latency_ms is measured wall time: it may differ by a millisecond between two runs.
+        "steps": [
+            {k: v for k, v in row.items() if k not in ("id", "run_id", "latency_ms")}
+            for row in rows
+        ],
         "events": events,
     }
 

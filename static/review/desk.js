@@ -184,13 +184,20 @@
   });
 
   // htmx swaps new content in: the refreshed queue keeps the selection, a new page its focus.
-  document.addEventListener("htmx:afterSettle", (event) => {
-    restoreSelection();
+  // A new page replaces this one: its override choice goes with it, and focus starts on the
+  // new page (htmx would put it back into a field with the same id, such as the reason).
+  // Both happen in the swap itself, so a key pressed as soon as the page shows is not undone.
+  document.addEventListener("htmx:beforeSwap", () => {
     pending = null;
+  });
+  document.addEventListener("htmx:afterSwap", (event) => {
     if (event.detail.boosted) {
       const main = $("#main");
       if (main) main.focus({ preventScroll: true });
     }
+  });
+  document.addEventListener("htmx:afterSettle", () => {
+    restoreSelection();
     showDiff();
   });
   document.addEventListener("DOMContentLoaded", () => {

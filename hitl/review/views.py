@@ -48,6 +48,8 @@ def queue(request: HttpRequest) -> HttpResponse:
     )
     if filters.get("workflow") and workflow is None:
         tasks = tasks.none()
+    # The list shows the AI's answer, not the samples and votes behind it: skip decoding them.
+    tasks = tasks.defer("guarded__meta")
     after = None
     if filters.get("after"):
         try:

@@ -81,3 +81,27 @@ def write_json(path: Path, benchmark: str, results: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"\nwrote {path}")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-quantile by rank (no interpolation): a figure that was actually measured."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def fresh_database(url: str) -> str:
+    """Drop and create `<name>_bench` on the server in `url`; return its URL.
+
+    Benchmarks load their own data, so they never touch the database a developer works in.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    parts = urlsplit(url)
+    name = (parts.path.lstrip("/") or "hitl") + "_bench"
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(parts._replace(path="/" + name))

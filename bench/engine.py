@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psycopg
+from bench import common
 
 BENCH_WORKFLOW = """
 slug: bench-three-steps
@@ -43,33 +43,14 @@ steps:
 """
 
 
-def _bench_database(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    name = (parts.path.lstrip("/") or "hitl") + "_bench"
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return urlunsplit(parts._replace(path="/" + name))
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main() -> None:
-    from bench import common
-
     parser = common.parser(__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--concurrency", type=int, default=1, help="worker pool processes")
     args = parser.parse_args()
     n = args.runs or (150 if args.quick else 500)
 
-    os.environ["DATABASE_URL"] = _bench_database(os.environ["DATABASE_URL"])
+    os.environ["DATABASE_URL"] = common.fresh_database(os.environ["DATABASE_URL"])
     os.environ.setdefault("SECRET_KEY", "bench-only")
     os.environ["DJANGO_SETTINGS_MODULE"] = "hitl.settings"
     import django
@@ -175,9 +156,9 @@ def _measure(n: int, concurrency: int) -> dict[str, Any]:
         "runs_per_s": round(runs_per_s, 2),
         "queries_per_step": round(queries_per_step, 2),
         "raw_median_ms": round(raw_median, 3),
-        "raw_p95_ms": round(_percentile(raw, 0.95), 3),
+        "raw_p95_ms": round(common.percentile(raw, 0.95), 3),
         "step_median_ms": round(step_median, 3),
-        "step_p95_ms": round(_percentile(step_gaps, 0.95), 3),
+        "step_p95_ms": round(common.percentile(step_gaps, 0.95), 3),
         "n": n,
         "worker": f"prefork -c {concurrency}",
     }

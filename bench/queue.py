@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from bench.engine import _bench_database, _percentile
+from bench import common
 
 SEED = 20250612
 WORKFLOWS = 10
@@ -90,8 +90,6 @@ class Fixture:
 
 
 def main() -> None:
-    from bench import common
-
     parser = common.parser(__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=None, help="open review tasks to load")
     parser.add_argument("--samples", type=int, default=None, help="timed samples per measure")
@@ -106,7 +104,7 @@ def main() -> None:
     started = time.perf_counter()
     load_before = os.getloadavg()
 
-    os.environ["DATABASE_URL"] = _bench_database(os.environ["DATABASE_URL"])
+    os.environ["DATABASE_URL"] = common.fresh_database(os.environ["DATABASE_URL"])
     os.environ.setdefault("SECRET_KEY", "bench-only")
     os.environ["DJANGO_SETTINGS_MODULE"] = "hitl.settings"
     import django
@@ -470,12 +468,12 @@ def _stats(
         "label": label,
         "n": len(values),
         "p50_ms": round(statistics.median(values), 3),
-        "p95_ms": round(_percentile(values, 0.95), 3),
+        "p95_ms": round(common.percentile(values, 0.95), 3),
         "max_ms": round(max(values), 3),
         "mean_ms": round(statistics.fmean(values), 3),
         # Time inside the database calls (execute, round trip included), per sample.
         "db_p50_ms": round(statistics.median(db), 3),
-        "db_p95_ms": round(_percentile(db, 0.95), 3),
+        "db_p95_ms": round(common.percentile(db, 0.95), 3),
         "gc_full_collections_ms": [round(ms, 1) for ms in pauses],
         "queries": queries,
         "probe_query_ms": round(query_ms, 3),
@@ -731,7 +729,7 @@ def _concurrency(fixture: Fixture, per_loop: int) -> dict[str, Any]:
         "elapsed_s": round(elapsed, 3),
         "claims_per_s": len(every) / elapsed if elapsed else 0.0,
         "p50_ms": round(statistics.median(all_latencies), 3) if all_latencies else 0.0,
-        "p95_ms": round(_percentile(all_latencies, 0.95), 3) if all_latencies else 0.0,
+        "p95_ms": round(common.percentile(all_latencies, 0.95), 3) if all_latencies else 0.0,
         "max_ms": round(max(all_latencies), 3) if all_latencies else 0.0,
         "double_claims": double,
         "not_allowed": not_allowed,

@@ -29,6 +29,7 @@ from django.utils import timezone
 from workflows import engine
 from workflows.canonical import canonical_json
 from workflows.definitions import WorkflowDefinition
+from workflows.errors import Conflict
 from workflows.models import AuditEvent, Run, StepRun, WorkflowVersion
 from workflows.services.audit import Actor, audit_event
 from workflows.steps import get_kind
@@ -729,8 +730,6 @@ def run_drive(*, run: Run, now: datetime | None = None, limit: int = 100) -> Run
 
 def step_retry(*, step_run: StepRun, actor: Actor, now: datetime | None = None) -> StepRun:
     """Send a FAILED step round again, with a fresh attempts budget, and reopen its run."""
-    from workflows.errors import Conflict
-
     now = now or timezone.now()
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=step_run.run_id)

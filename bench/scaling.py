@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import parser, print_table, write_json
-from workflows.ai.local import (
+from workflows.ai.classifier import (
     Example,
     TextClassifier,
     evaluate,

@@ -201,10 +201,16 @@ HITL_GATE_AUDIT_SECRET = (
 )
 # A reviewer's claim is a lease, renewed while they work; the review sweeper frees lapsed ones.
 HITL_REVIEW_CLAIM = timedelta(seconds=env_float("HITL_REVIEW_CLAIM_SECONDS", 900.0))
+# Renewals never keep one claim past this: then the task goes back to the queue.
+HITL_REVIEW_MAX_CLAIM_TIME = timedelta(seconds=env_float("HITL_REVIEW_MAX_CLAIM_SECONDS", 7200.0))
+# How many live claims one reviewer may hold at once: nobody can take the whole queue.
+HITL_REVIEW_MAX_CLAIMS = int(os.environ.get("HITL_REVIEW_MAX_CLAIMS", "5"))
 # The SLA warning falls due once this share of a task's SLA has passed.
 HITL_SLA_WARNING_FRACTION = env_float("HITL_SLA_WARNING_FRACTION", 0.75)
 # Deep links in notification emails start with this.
 HITL_BASE_URL = os.environ.get("HITL_BASE_URL", "http://127.0.0.1:8000")
+# Where a review task is shown, for links the engine sends (the desk serves this path).
+HITL_REVIEW_TASK_PATH = "/review/tasks/{id}/"
 # --- AI steps -------------------------------------------------------------------------------
 # Seconds a provider call may take; providers never retry on their own (max_retries=0).
 HITL_AI_TIMEOUT = env_float("HITL_AI_TIMEOUT", 60.0)

@@ -24,7 +24,7 @@ from django.utils import timezone
 from workflows import services
 from workflows.canonical import canonical_json, sha256_hex
 from workflows.models import AuditEvent, Run, StepRun
-from workflows.services import steps
+from workflows.services import fastpath, steps
 from workflows.steps.base import Completed, Usage
 from workflows.steps.transform import TransformKind
 
@@ -41,14 +41,17 @@ def general_path(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
 
     def use() -> None:
         monkeypatch.setattr(TransformKind, "on_record", lambda self, **kwargs: None)
+        monkeypatch.setattr(TransformKind, "record_hook", True)
 
     return use
 
 
 def claim(step_run: StepRun, now: datetime) -> StepRun:
-    claimed = steps._claim(step_run.pk, now)
+    claimed = fastpath.claim(
+        step_run_id=step_run.pk, now=now, lease=now + timedelta(minutes=5), actor=steps.SYSTEM
+    )
     assert claimed is not None
-    return claimed[0]
+    return claimed.step_run()
 
 
 def first_step(run: Run) -> StepRun:
@@ -156,7 +159,7 @@ def test_the_fast_path_returns_the_recorded_step(transform_workflow: Any, system
 
 
 def test_the_fast_insert_names_every_steprun_column() -> None:
-    insert = steps._RECORD_COMPLETED_SQL.split("INSERT INTO workflows_steprun (")[1]
+    insert = fastpath.RECORD_COMPLETED_SQL.split("INSERT INTO workflows_steprun (")[1]
     columns = {c.strip() for c in insert.split(")")[0].split(",")}
     assert columns == {f.column for f in StepRun._meta.concrete_fields if not f.primary_key}
 

@@ -13,7 +13,7 @@ from tests.helpers import drive
 from workflows import services
 from workflows.errors import Conflict, InvalidInput
 from workflows.models import AuditEvent, Run, StepRun
-from workflows.services.steps import version_definition
+from workflows.versions import version_definition
 
 pytestmark = pytest.mark.django_db
 
@@ -304,13 +304,15 @@ def test_query_budget_per_executed_step(
     run = services.run_start(workflow=transform_workflow, input={"amount": 70}, actor=system)
     step = StepRun.objects.get(run=run)
     version_definition.cache_clear()
-    # 1. the claim: one statement (claim the step, start the run, audit, read the context);
-    # 2. the version's definition (cached after the first load);
-    # 3. the record: one statement, committing on its own (lock the run, complete the step,
+    # 1. the step's run, id and attempt number, read by primary key for the claim's audit
+    #    payload, which Python builds;
+    # 2. the claim: one statement (claim the step, start the run, audit, read the context);
+    # 3. the version's definition (cached after the first load);
+    # 4. the record: one statement, committing on its own (lock the run, complete the step,
     #    advance the run, create the next step, audit).
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(4):
         services.step_execute(step_run_id=step.pk)
     second = StepRun.objects.get(run=run, step_id="label").pk
-    # The same claim and record; the definition is cached.
-    with django_assert_num_queries(2):
+    # The same read, claim and record; the definition is cached.
+    with django_assert_num_queries(3):
         services.step_execute(step_run_id=second)

@@ -20,12 +20,10 @@ from workflows.models import ReviewTask, Workflow
 
 logger = logging.getLogger(__name__)
 
-# The review UI's task page; the web layer must serve this path.
-TASK_PATH = "/review/tasks/{id}/"
-
 
 def task_url(task: ReviewTask) -> str:
-    return settings.HITL_BASE_URL.rstrip("/") + TASK_PATH.format(id=task.pk)
+    # The path comes from the settings: the engine does not know the web faces' URLs.
+    return settings.HITL_BASE_URL.rstrip("/") + settings.HITL_REVIEW_TASK_PATH.format(id=task.pk)
 
 
 def notify_sla_warning(task: ReviewTask) -> None:

@@ -23,9 +23,7 @@ from workflows.definitions import DefinitionError, parse_source
 from workflows.errors import NotAllowed
 from workflows.models import Decision, ReviewTask, StepRun, Workflow, WorkflowVersion
 from workflows.models.review import NO_DUE, QUEUE_ORDER
-
-__all__ = ["QUEUE_ORDER"]
-from workflows.steps.gate import guarded_output_schema
+from workflows.versions import step_output_schema
 
 # At most this many samples go into a decision's snapshot; votes summarise the rest.
 SHOWN_SAMPLES = 50
@@ -135,7 +133,7 @@ def review_task_get(*, user: Any, task_id: int) -> TaskDetail:
         shown=task_shown(task),
         cost=_cost(guarded),
         output_schema=(
-            guarded_output_schema(task.run.version_id, guarded.step_id) if guarded else None
+            step_output_schema(task.run.version_id, guarded.step_id) if guarded else None
         ),
         steps=list(StepRun.objects.filter(run_id=task.run_id).order_by("position")),
         decisions=list(

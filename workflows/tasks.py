@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from celery import shared_task
-from celery.contrib.django.task import DjangoTask
 
 from workflows import services
+from workflows.services.steps import STEP_EXECUTE_TASK
 
 
-# DjangoTask brings apply_async_on_commit: a step is only nudged once its row is committed.
-@shared_task(base=DjangoTask, name="hitl.step_execute", acks_late=True, reject_on_worker_lost=True)
+# The services send this task by name, once the step's row has committed (on_commit).
+@shared_task(name=STEP_EXECUTE_TASK, acks_late=True, reject_on_worker_lost=True)
 def step_execute_task(step_run_id: int) -> None:
     # A missing or already-claimed step is a no-op inside the service.
     services.step_execute(step_run_id=step_run_id)

@@ -27,7 +27,7 @@ def models(monkeypatch: pytest.MonkeyPatch) -> dict[str, ScriptedModel]:
     registry: dict[str, ScriptedModel] = {}
     built: list[tuple[str, Any]] = []
 
-    def build(spec: str, options: Any = None) -> ScriptedModel:
+    def build(spec: str, options: Any = None, **kwargs: Any) -> ScriptedModel:
         built.append((spec, options))
         return registry[spec]
 

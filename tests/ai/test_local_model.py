@@ -15,19 +15,18 @@ from langchain_core.callbacks import get_usage_metadata_callback
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from workflows.ai.local import (
+from workflows.ai.classifier import (
     DEFAULT_PARAMS,
     MIN_EXAMPLES_PER_LABEL,
     Example,
-    LocalClassifierChatModel,
     TextClassifier,
     evaluate,
-    extract_input_block,
     load_jsonl,
     split,
     train_classifier,
     training_fingerprint,
 )
+from workflows.ai.local import LocalClassifierChatModel, extract_input_block
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "hitl" / "demo" / "data"

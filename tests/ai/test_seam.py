@@ -13,9 +13,10 @@ from django.core.management import CommandError, call_command
 
 from workflows import services
 from workflows.ai import limits, seam
-from workflows.ai.local import Example
+from workflows.ai.classifier import Example
 from workflows.errors import InvalidInput
 from workflows.models import AuditEvent, LocalModel
+from workflows.services.hooks import LOCAL_MODELS
 
 pytestmark = pytest.mark.django_db
 
@@ -47,17 +48,17 @@ def test_training_refuses_a_bad_training_set(system: Any) -> None:
 def test_a_local_spec_builds_the_stored_classifier(system: Any) -> None:
     services.local_model_train(name="mini", examples=EXAMPLES, actor=system)
     services.local_model_train(name="mini", examples=EXAMPLES[2:], actor=system)
-    latest = seam.build_chat_model("local:mini")
-    pinned = seam.build_chat_model("local:mini@1")
+    latest = seam.build_chat_model("local:mini", local_models=LOCAL_MODELS)
+    pinned = seam.build_chat_model("local:mini@1", local_models=LOCAL_MODELS)
     assert latest.model_version == "2"  # type: ignore[attr-defined]
     assert pinned.model_version == "1"  # type: ignore[attr-defined]
     reply = pinned.invoke([("human", "<input>please refund my invoice</input>")])
     assert reply.content == '{"label": "billing"}'
     assert reply.response_metadata["confidence"] > 0.5
     with pytest.raises(seam.ModelSpecError, match="no local model 'mini@7'"):
-        seam.build_chat_model("local:mini@7")
+        seam.build_chat_model("local:mini@7", local_models=LOCAL_MODELS)
     with pytest.raises(seam.ModelSpecError, match="version after @"):
-        seam.build_chat_model("local:mini@latest")
+        seam.build_chat_model("local:mini@latest", local_models=LOCAL_MODELS)
 
 
 def test_provider_specs_build_clients_that_never_retry(

@@ -45,6 +45,29 @@ def in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
     return results
 
 
+def test_concurrent_claims_by_one_reviewer_never_pass_the_claims_cap(
+    make_gate_workflow: Callable[..., Workflow],
+    start: Callable[..., Run],
+    reviewer: User,
+    settings: Any,
+) -> None:
+    settings.HITL_REVIEW_MAX_CLAIMS = 3
+    workflow = make_gate_workflow({"threshold": 0.8})
+    for _ in range(12):
+        start(workflow)
+
+    def claim_next(i: int) -> int | None:
+        task = services.review_claim_next(user=reviewer, now=T1)
+        return task.pk if task else None
+
+    results = in_threads(THREADS, claim_next)
+    won = [r for r in results if isinstance(r, int)]
+    refused = [r for r in results if isinstance(r, Conflict)]
+    assert len(won) == 3 and len(refused) == THREADS - 3, results
+    assert all("you already hold 3 claims" in str(r) for r in refused)
+    assert ReviewTask.objects.filter(claimed_by=reviewer).count() == 3
+
+
 def group_members(group: Group, count: int) -> list[User]:
     users = [User.objects.create_user(f"r{i}", f"r{i}@example.com", "pw") for i in range(count)]
     for user in users:
@@ -53,8 +76,13 @@ def group_members(group: Group, count: int) -> list[User]:
 
 
 def test_concurrent_claim_next_never_hands_out_a_task_twice(
-    make_gate_workflow: Callable[..., Workflow], start: Callable[..., Run], reviewers: Group
+    make_gate_workflow: Callable[..., Workflow],
+    start: Callable[..., Run],
+    reviewers: Group,
+    settings: Any,
 ) -> None:
+    # Each reviewer takes many tasks here; the claims cap has its own test below.
+    settings.HITL_REVIEW_MAX_CLAIMS = 1000
     workflow = make_gate_workflow({"threshold": 0.8, "priority": "input.p", "sla_minutes": 30})
     tasks = 48
     for i in range(tasks):

@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from hitl.review import views
 from workflows.models import Decision, ReviewTask, Run, StepRun, Workflow
+from workflows.models.review import QUEUE_ORDER
 
 HX = {"HTTP_HX_REQUEST": "true"}
 
@@ -245,7 +246,7 @@ def test_the_queue_pages_by_keyset_in_the_one_order(
     )
     for task, priority in zip(ReviewTask.objects.order_by("pk"), (0, 5, 0, 9, 5), strict=True):
         ReviewTask.objects.filter(pk=task.pk).update(priority=priority)
-    ordered = ReviewTask.objects.order_by(*views.selectors.QUEUE_ORDER)
+    ordered = ReviewTask.objects.order_by(*QUEUE_ORDER)
     expected = list(ordered.values_list("pk", flat=True))
     monkeypatch.setattr(views, "PAGE_SIZE", 2)
     client = client_for(reviewer)

@@ -12,6 +12,7 @@ from workflows import services
 from workflows.calibration import audit_draw
 from workflows.definitions import DefinitionError, validate_definition
 from workflows.models import AuditEvent, ReviewTask, Run, StepRun, Workflow
+from workflows.services.hooks import HOOKS
 from workflows.steps import get_kind
 from workflows.steps.base import Completed, StepContext, StepView, Waiting
 
@@ -170,6 +171,7 @@ def _context(run: Run, config: Any, confidence: float | None) -> StepContext:
         input={},
         steps={"classify": StepView({"label": "billing"}, confidence, "")},
         now=T0,
+        hooks=HOOKS,
     )
 
 

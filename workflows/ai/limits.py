@@ -1,18 +1,16 @@
-"""Spend control: a per-provider rate limit shared by every worker (Redis), and the
-per-workflow daily cost cap (PostgreSQL)."""
+"""Spend control: a per-provider rate limit shared by every worker (Redis).
+
+The per-workflow daily cost cap is kept by the services (PostgreSQL) and reaches the AI step
+through its context.
+"""
 
 from __future__ import annotations
 
 import functools
 import time
-from datetime import datetime, timedelta
-from decimal import Decimal
 
 import redis
 from django.conf import settings
-from django.db.models import Sum
-
-from workflows.models import StepRun
 
 
 class RateLimited(Exception):
@@ -46,18 +44,3 @@ def take_calls(provider: str, calls: int, *, now: float | None = None) -> None:
     used = int(pipe.execute()[0])
     if used > limit:
         raise RateLimited(provider, retry_after=60 - (now % 60))
-
-
-def day_start(now: datetime) -> datetime:
-    return now.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def spent_today(workflow_id: int, now: datetime) -> Decimal:
-    """Money spent by the workflow's steps that finished today (UTC)."""
-    since = day_start(now)
-    total = StepRun.objects.filter(
-        run__workflow_id=workflow_id,
-        finished_at__gte=since,
-        finished_at__lt=since + timedelta(days=1),
-    ).aggregate(total=Sum("cost_usd"))["total"]
-    return total or Decimal("0")

@@ -11,9 +11,7 @@ import re
 from typing import Any
 
 import jsonschema
-from pydantic import Field, model_validator
-
-from workflows.steps.base import KindConfig
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
@@ -22,7 +20,10 @@ class OutputError(ValueError):
     pass
 
 
-class OutputSpec(KindConfig):
+class OutputSpec(BaseModel):
+    # Part of a step's config: unknown keys are errors, as in every kind's config.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     labels: list[str] | None = Field(default=None, min_length=2)
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
 

@@ -1,21 +1,22 @@
 """The one seam that builds every chat model: `build_chat_model(spec)`.
 
-`local:<name>[@<version>]` is the offline classifier stored in the database; anything else goes
-to LangChain's `init_chat_model` with `max_retries=0`, because the engine owns retries (through
+`local:<name>[@<version>]` is an offline classifier, found through a `LocalModelStore` (the
+services keep them in the database; this package reads no ORM); anything else goes to
+LangChain's `init_chat_model` with `max_retries=0`, because the engine owns retries (through
 `due_at`). Tests replace this function, and only this function, with LangChain's fake models.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from langchain_core.language_models.chat_models import BaseChatModel
 
-from workflows.ai.local import Example, LocalClassifierChatModel, TextClassifier, train_classifier
+from workflows.ai.classifier import Example, TextClassifier, train_classifier
+from workflows.ai.local import LocalClassifierChatModel
 
 LOCAL_PREFIX = "local:"
 
@@ -30,6 +31,32 @@ class ModelOptions:
     max_tokens: int | None = None
     timeout: float | None = None
     logprobs: bool = False
+
+
+@dataclass(frozen=True)
+class LocalModelRef:
+    """One stored version of a local model; the fingerprint names its training set."""
+
+    name: str
+    version: int
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    examples: list[Example]
+    seed: int
+    params: dict[str, Any]
+
+
+class LocalModelStore(Protocol):
+    """Where local models are kept: the latest or a pinned version, and its training set."""
+
+    def find(self, name: str, version: int | None) -> LocalModelRef | None:
+        """The version asked for (the latest with None), or None if there is none."""
+
+    def training_set(self, ref: LocalModelRef) -> TrainingSet:
+        """What the version was trained from, to rebuild it deterministically."""
 
 
 def parse_local_spec(spec: str) -> tuple[str, int | None]:
@@ -47,10 +74,17 @@ def is_local(spec: str) -> bool:
     return spec.startswith(LOCAL_PREFIX)
 
 
-def build_chat_model(spec: str, options: ModelOptions | None = None) -> BaseChatModel:
+def build_chat_model(
+    spec: str,
+    options: ModelOptions | None = None,
+    *,
+    local_models: LocalModelStore | None = None,
+) -> BaseChatModel:
     options = options or ModelOptions()
     if is_local(spec):
-        return _local_model(spec)
+        if local_models is None:
+            raise ModelSpecError(f"{spec!r}: local models are not available here")
+        return _local_model(spec, local_models)
     return _provider_model(spec, options)
 
 
@@ -80,36 +114,34 @@ def _provider_model(spec: str, options: ModelOptions) -> BaseChatModel:
         raise ModelSpecError(f"{spec!r}: {exc}") from None
 
 
-def _local_model(spec: str) -> BaseChatModel:
-    from workflows.models import LocalModel
-
+def _local_model(spec: str, store: LocalModelStore) -> BaseChatModel:
     name, version = parse_local_spec(spec)
-    rows = LocalModel.objects.filter(name=name)
-    if version is not None:
-        rows = rows.filter(version=version)
-    row = rows.order_by("-version").values("version", "fingerprint").first()
-    if row is None:
+    ref = store.find(name, version)
+    if ref is None:
         wanted = f"{name}@{version}" if version is not None else name
         raise ModelSpecError(f"no local model {wanted!r}: train one with `manage.py localmodel`")
-    classifier = _classifier(name, row["version"], row["fingerprint"])
+    classifier = _classifier(ref, store)
     return LocalClassifierChatModel(
-        classifier=classifier, model_name=f"local:{name}", model_version=str(row["version"])
+        classifier=classifier, model_name=f"local:{name}", model_version=str(ref.version)
     )
 
 
 _training_lock = threading.Lock()
+# Versions are immutable: rebuild once per process, then serve from memory. Keyed by the
+# fingerprint too, so a store that reuses a version number never serves a stale model.
+_classifiers: dict[LocalModelRef, TextClassifier] = {}
+_MAX_CACHED = 16
 
 
-@functools.lru_cache(maxsize=16)
-def _cached_classifier(name: str, version: int, fingerprint: str) -> TextClassifier:
-    from workflows.models import LocalModel
-
-    row = LocalModel.objects.get(name=name, version=version)
-    examples = [Example(text=e["text"], label=e["label"]) for e in row.examples]
-    return train_classifier(examples, seed=row.seed, params=row.params)
-
-
-def _classifier(name: str, version: int, fingerprint: str) -> TextClassifier:
-    # Versions are immutable: rebuild once per process, then serve from memory.
+def _classifier(ref: LocalModelRef, store: LocalModelStore) -> TextClassifier:
     with _training_lock:
-        return _cached_classifier(name, version, fingerprint)
+        classifier = _classifiers.get(ref)
+        if classifier is None:
+            training = store.training_set(ref)
+            classifier = train_classifier(
+                training.examples, seed=training.seed, params=training.params
+            )
+            if len(_classifiers) >= _MAX_CACHED:
+                _classifiers.pop(next(iter(_classifiers)))
+            _classifiers[ref] = classifier
+        return classifier

@@ -6,6 +6,7 @@ Models hold fields, constraints and status choices. Every write goes through
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
@@ -136,6 +137,37 @@ class ReviewTask(models.Model):
     def __str__(self) -> str:
         return f"review task {self.pk} ({self.status})"
 
+    def claim_live(self, now: datetime) -> bool:
+        """Whether someone holds a claim on the task that has not lapsed."""
+        return (
+            self.status == self.Status.CLAIMED
+            and self.claim_expires_at is not None
+            and self.claim_expires_at > now
+        )
+
+    def held_by(self, user_id: int | None, now: datetime) -> bool:
+        return self.claim_live(now) and self.claimed_by_id == user_id
+
+    def held_by_other(self, user_id: int | None, now: datetime) -> bool:
+        return self.claim_live(now) and self.claimed_by_id != user_id
+
+
+@dataclass(frozen=True)
+class ReviewAction:
+    """One thing a reviewer can do with a task, declared once for the service, the desk's
+    form, views, template and keyboard."""
+
+    value: str
+    label: str
+    # Past tense, for "Task 12: edited and approved."
+    done: str
+    # Overriding the AI's answer needs a reason, for the record and for calibration.
+    needs_reason: bool
+    # The desk's keyboard shortcut.
+    key: str
+    # The button's look on the desk: primary, danger or plain.
+    style: str = ""
+
 
 class Decision(models.Model):
     """A reviewer's outcome for one task. Immutable: a PostgreSQL trigger refuses UPDATE."""
@@ -146,8 +178,8 @@ class Decision(models.Model):
         EDIT = "edit"  # edit-and-approve
         ESCALATE = "escalate"
 
-    # Overriding the AI's answer needs a reason, for the record and for calibration.
-    OVERRIDES = (Action.REJECT, Action.EDIT, Action.ESCALATE)
+    # The longest reason a reviewer may give.
+    MAX_REASON = 2000
 
     task = models.OneToOneField(ReviewTask, on_delete=models.CASCADE, related_name="decision")
     reviewer = models.ForeignKey(
@@ -185,3 +217,15 @@ class ReviewSkip(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} skipped {self.task_id}"
+
+
+# Every review action, in the order the desk shows them.
+REVIEW_ACTIONS: dict[str, ReviewAction] = {
+    action.value: action
+    for action in (
+        ReviewAction(Decision.Action.APPROVE, "Approve", "approved", False, "a", "primary"),
+        ReviewAction(Decision.Action.REJECT, "Reject", "rejected", True, "r", "danger"),
+        ReviewAction(Decision.Action.EDIT, "Edit & approve", "edited and approved", True, "e"),
+        ReviewAction(Decision.Action.ESCALATE, "Escalate", "escalated", True, "x"),
+    )
+}

@@ -1,21 +1,23 @@
-"""Every write and state change goes through these services (HackSoft style)."""
+"""Every write and state change goes through these services (HackSoft style).
 
-from workflows.services.ai import ai_budget_sweep, local_model_train, workflow_set_daily_cap
+Services are `<entity>_<verb>(*, ...)` with keyword-only arguments. The periodic sweeps
+are in `sweepers`; the engine's two hot statements are in `fastpath`; what step kinds may
+ask of the services is in `hooks`.
+"""
+
+from workflows.services.ai import local_model_train, workflow_set_daily_cap
 from workflows.services.audit import Actor, audit_record, audit_seal, audit_verify
 from workflows.services.definitions import workflow_import
-from workflows.services.review import (
+from workflows.services.review.claims import (
     review_claim,
     review_claim_next,
-    review_claims_expire,
-    review_decide,
+    review_claims_held,
     review_reassign,
     review_release,
     review_renew,
     review_skip,
-    review_sla_breach,
-    review_sla_warn,
-    review_sweep,
 )
+from workflows.services.review.decisions import review_decide
 from workflows.services.runs import (
     run_cancel,
     run_resume,
@@ -24,10 +26,18 @@ from workflows.services.runs import (
     runs_retry_failed,
 )
 from workflows.services.steps import (
+    run_advance,
     run_drive,
     step_execute,
     step_fail,
     step_retry,
+)
+from workflows.services.sweepers import (
+    ai_budget_sweep,
+    review_claims_expire,
+    review_sla_breach,
+    review_sla_warn,
+    review_sweep,
     steps_sweep,
 )
 
@@ -41,6 +51,7 @@ __all__ = [
     "review_claim",
     "review_claim_next",
     "review_claims_expire",
+    "review_claims_held",
     "review_decide",
     "review_reassign",
     "review_release",
@@ -49,6 +60,7 @@ __all__ = [
     "review_sla_breach",
     "review_sla_warn",
     "review_sweep",
+    "run_advance",
     "run_cancel",
     "run_drive",
     "run_resume",

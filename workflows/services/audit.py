@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from workflows.canonical import canonical_json, sha256_hex
-from workflows.models import AuditEvent
+from workflows.models import AuditEvent, LocalModel, ReviewTask, Run, StepRun, Workflow
 
 GENESIS_HASH = "0" * 64
 # pg_advisory_xact_lock key: "hitl" + "seal" as two int32s keeps clear of other users' locks.
@@ -32,16 +32,33 @@ class Actor:
         return cls(AuditEvent.ActorType.USER, str(user.pk), user.get_username())
 
 
+# The object type each audited model is recorded under.
+OBJECT_TYPES: dict[type[models.Model], str] = {
+    Run: "run",
+    StepRun: "step_run",
+    ReviewTask: "review_task",
+    Workflow: "workflow",
+    LocalModel: "local_model",
+}
+
+
 def audit_event(
     *,
     actor: Actor,
     verb: str,
-    object_type: str,
-    object_id: object,
+    target: models.Model | None = None,
+    object_type: str = "",
+    object_id: object = "",
     payload: dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> AuditEvent:
-    """An unsaved event; callers bulk-create a transition's events in one statement."""
+    """An unsaved event about `target` (or an explicit object type and id).
+
+    For a transition that writes several events, build them with this and bulk-create them
+    in one statement; for one event, `audit_record` builds and saves it.
+    """
+    if target is not None:
+        object_type, object_id = OBJECT_TYPES[type(target)], target.pk
     payload = payload or {}
     return AuditEvent(
         created_at=now or timezone.now(),
@@ -57,8 +74,9 @@ def audit_event(
 
 
 def audit_record(**kwargs: Any) -> AuditEvent:
+    """Build an event (the arguments of `audit_event`) and save it, in the caller's transaction."""
     event = audit_event(**kwargs)
-    event.save()
+    event.save(force_insert=True)
     return event
 
 

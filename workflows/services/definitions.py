@@ -15,8 +15,8 @@ from workflows.definitions import (
     parse_source,
     validate_definition,
 )
-from workflows.models import AuditEvent, Workflow, WorkflowVersion
-from workflows.services.audit import Actor, audit_event
+from workflows.models import Workflow, WorkflowVersion
+from workflows.services.audit import Actor, audit_record
 
 
 @dataclass(frozen=True)
@@ -43,14 +43,19 @@ def workflow_import(
     now = now or timezone.now()
     definition = validate_definition(parse_source(source))
     content_hash = definition_hash(definition)
-    events: list[AuditEvent] = []
     with transaction.atomic():
         workflow, wf_created = Workflow.objects.select_for_update().get_or_create(
             slug=definition.slug,
             defaults={"name": definition.name, "description": definition.description},
         )
         if wf_created:
-            events.append(_event(actor, "workflow.created", workflow, {"slug": workflow.slug}, now))
+            audit_record(
+                actor=actor,
+                verb="workflow.created",
+                target=workflow,
+                payload={"slug": workflow.slug},
+                now=now,
+            )
         version = WorkflowVersion.objects.filter(
             workflow=workflow, content_hash=content_hash
         ).first()
@@ -66,23 +71,24 @@ def workflow_import(
                 created_by=created_by,
                 created_at=now,
             )
-            events.append(
-                _event(actor, "workflow.version_created", workflow, {"version": number}, now)
+            audit_record(
+                actor=actor,
+                verb="workflow.version_created",
+                target=workflow,
+                payload={"version": number},
+                now=now,
             )
         activated = False
         if publish:
             activated = _publish(workflow, version, definition.name, definition.description, now)
             if activated:
-                events.append(
-                    _event(
-                        actor,
-                        "workflow.version_published",
-                        workflow,
-                        {"version": version.number},
-                        now,
-                    )
+                audit_record(
+                    actor=actor,
+                    verb="workflow.version_published",
+                    target=workflow,
+                    payload={"version": version.number},
+                    now=now,
                 )
-        AuditEvent.objects.bulk_create(events)
     return ImportResult(workflow, version, created, activated)
 
 
@@ -102,16 +108,3 @@ def _publish(
         workflow.save(update_fields=["active_version", "name", "description"])
         changed = True
     return changed
-
-
-def _event(
-    actor: Actor, verb: str, workflow: Workflow, payload: dict[str, Any], now: datetime
-) -> AuditEvent:
-    return audit_event(
-        actor=actor,
-        verb=verb,
-        object_type="workflow",
-        object_id=workflow.pk,
-        payload=payload,
-        now=now,
-    )

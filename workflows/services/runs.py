@@ -12,9 +12,10 @@ from django.utils import timezone
 from workflows import engine
 from workflows.definitions import WorkflowDefinition
 from workflows.errors import Conflict, InvalidInput
-from workflows.models import AuditEvent, Run, StepRun, Workflow, WorkflowVersion
-from workflows.services.audit import Actor, audit_event
-from workflows.services.steps import _advance, step_create, step_retry
+from workflows.models import Run, StepRun, Workflow, WorkflowVersion
+from workflows.services.audit import Actor, audit_record
+from workflows.services.hooks import HOOKS
+from workflows.services.steps import run_advance, step_create, step_retry
 from workflows.steps import get_kind
 
 
@@ -66,21 +67,12 @@ def run_start(
         step_create(
             run=run, definition=definition, step_id=engine.first_step(definition).step_id, now=now
         )
-        AuditEvent.objects.bulk_create(
-            [
-                audit_event(
-                    actor=actor,
-                    verb="run.started",
-                    object_type="run",
-                    object_id=run.pk,
-                    payload={
-                        "workflow": workflow.slug,
-                        "version": version.number,
-                        "source": source,
-                    },
-                    now=now,
-                )
-            ]
+        audit_record(
+            actor=actor,
+            verb="run.started",
+            target=run,
+            payload={"workflow": workflow.slug, "version": version.number, "source": source},
+            now=now,
         )
     return run
 
@@ -101,7 +93,6 @@ def run_resume(
     The run goes on with the definition it started on, however long the wait.
     """
     now = now or timezone.now()
-    events: list[AuditEvent] = []
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=run.pk)
         step_run = StepRun.objects.filter(
@@ -118,18 +109,14 @@ def run_resume(
         step_run.save(
             update_fields=["status", "output", "outcome", "confidence", "meta", "finished_at"]
         )
-        events.append(
-            audit_event(
-                actor=actor,
-                verb="run.resumed",
-                object_type="run",
-                object_id=run.pk,
-                payload={"step": step_id, "outcome": outcome},
-                now=now,
-            )
+        audit_record(
+            actor=actor,
+            verb="run.resumed",
+            target=run,
+            payload={"step": step_id, "outcome": outcome},
+            now=now,
         )
-        _advance(run, step_run, now, events)
-        AuditEvent.objects.bulk_create(events)
+        run_advance(run=run, step_run=step_run, now=now)
     return run
 
 
@@ -146,7 +133,7 @@ def run_cancel(*, run: Run, actor: Actor, reason: str = "", now: datetime | None
             )
         )
         for step_run in open_steps:
-            get_kind(step_run.kind).on_cancel(step_run, now)
+            get_kind(step_run.kind).on_cancel(step_run=step_run, now=now, hooks=HOOKS)
         StepRun.objects.filter(pk__in=[s.pk for s in open_steps]).update(
             status=StepRun.Status.CANCELLED, lease_expires_at=None, finished_at=now
         )
@@ -155,17 +142,8 @@ def run_cancel(*, run: Run, actor: Actor, reason: str = "", now: datetime | None
         run.finished_at = now
         run.updated_at = now
         run.save(update_fields=["status", "error", "finished_at", "updated_at"])
-        AuditEvent.objects.bulk_create(
-            [
-                audit_event(
-                    actor=actor,
-                    verb="run.cancelled",
-                    object_type="run",
-                    object_id=run.pk,
-                    payload={"reason": reason},
-                    now=now,
-                )
-            ]
+        audit_record(
+            actor=actor, verb="run.cancelled", target=run, payload={"reason": reason}, now=now
         )
     return run
 

@@ -8,14 +8,13 @@ confidence, all samples and votes, the tier that answered, and what it cost.
 from __future__ import annotations
 
 import time
-from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from workflows import expressions
 from workflows.ai import seam
-from workflows.ai.limits import RateLimited, spent_today, take_calls
+from workflows.ai.limits import RateLimited, take_calls
 from workflows.ai.output import OutputSpec
 from workflows.ai.prompting import build_messages
 from workflows.ai.sampling import Spend, chat_sampler, is_transient, structured
@@ -128,9 +127,9 @@ class AIKind(StepKind):
 
     def execute(self, ctx: StepContext) -> Result:
         config: AIConfig = ctx.config
-        cap = _daily_cap(ctx.workflow_id)
+        cap = ctx.hooks.daily_cap(ctx.workflow_id)
         if cap is not None:
-            spent = spent_today(ctx.workflow_id, ctx.now)
+            spent = ctx.hooks.spent_today(ctx.workflow_id, ctx.now)
             if spent >= cap:
                 return Waiting(
                     reason="budget",
@@ -150,7 +149,10 @@ class AIKind(StepKind):
         versions: dict[str, str] = {}
         started = time.monotonic()
         try:
-            tiers = [self._tier(t, config, messages, spend, versions) for t in config.tiers()]
+            tiers = [
+                self._tier(t, config, messages, spend, versions, ctx.hooks.local_models)
+                for t in config.tiers()
+            ]
             result = run_cascade(
                 tiers, Budget(max_tokens=config.token_budget, max_calls=config.max_calls)
             )
@@ -188,6 +190,7 @@ class AIKind(StepKind):
         messages: list[Any],
         spend: Spend,
         versions: dict[str, str],
+        local_models: seam.LocalModelStore,
     ) -> TierSpec:
         options = seam.ModelOptions(
             temperature=tier.temperature if tier.temperature is not None else config.temperature,
@@ -195,7 +198,7 @@ class AIKind(StepKind):
             timeout=config.timeout,
             logprobs=config.logprobs,
         )
-        model = seam.build_chat_model(tier.model, options)
+        model = seam.build_chat_model(tier.model, options, local_models=local_models)
         version = getattr(model, "model_version", None)
         if version is not None:
             versions[tier.model] = str(version)
@@ -237,14 +240,6 @@ def _usage(spend: Spend, started: float) -> Usage:
         output_tokens=spend.output_tokens,
         cost_usd=spend.cost_usd,
         latency_ms=int((time.monotonic() - started) * 1000),
-    )
-
-
-def _daily_cap(workflow_id: int) -> Decimal | None:
-    from workflows.models import Workflow
-
-    return (
-        Workflow.objects.filter(pk=workflow_id).values_list("daily_cost_cap_usd", flat=True).first()
     )
 
 

@@ -1,7 +1,9 @@
-"""The one small interface every step kind implements.
+"""The one small interface every step kind implements, and the hooks a kind may call.
 
 A kind is one module in `workflows/steps/` exposing `KIND`, listed in `HITL_STEP_KINDS`.
-The engine never changes for a new kind.
+The engine never changes for a new kind, and a kind never imports the services: what it may
+ask of them is the narrow `StepHooks` interface below, handed to it in its context and to
+its `on_record` / `on_cancel` hooks.
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
+    from workflows.ai.seam import LocalModelStore
     from workflows.models import Run, StepRun
 
 
@@ -71,6 +74,30 @@ class StepView:
         return {"output": self.output, "confidence": self.confidence, "outcome": self.outcome}
 
 
+class StepHooks(Protocol):
+    """What a step kind may ask of the engine's services, and nothing more.
+
+    The services implement it (`workflows.services.hooks`) and pass it in; kinds never
+    import the services, so the services can import the kinds' modules without a cycle.
+    """
+
+    def daily_cap(self, workflow_id: int) -> Decimal | None:
+        """The workflow's daily model spend cap in USD, or None for no cap."""
+
+    def spent_today(self, workflow_id: int, now: datetime) -> Decimal:
+        """Model spend of the workflow's steps that finished on `now`'s day (UTC)."""
+
+    @property
+    def local_models(self) -> LocalModelStore:
+        """Where `local:` model specs are looked up."""
+
+    def gate_record(self, *, run: Run, step_run: StepRun, waiting: bool, now: datetime) -> None:
+        """Audit a gate's routing and, when it waits, open its review task (in-transaction)."""
+
+    def review_tasks_cancel(self, *, step_run: StepRun, now: datetime) -> int:
+        """Close the live review task of a gate whose run is being cancelled."""
+
+
 @dataclass(frozen=True)
 class StepContext:
     run_id: int
@@ -84,6 +111,7 @@ class StepContext:
     input: Any
     steps: dict[str, StepView]
     now: datetime
+    hooks: StepHooks
 
     def expression_context(self) -> dict[str, Any]:
         return {
@@ -104,6 +132,21 @@ class StepKind:
     # Outcomes the kind can produce, for validating `next:` branches; None means any string.
     outcomes: ClassVar[frozenset[str] | None] = frozenset()
     Config: ClassVar[type[KindConfig]] = KindConfig
+    # How a completed step is recorded. A kind without a record hook takes the fast path: one
+    # SQL statement completes the step, advances the run, writes the next step and audits
+    # (`workflows.services.fastpath`). A kind that needs effects inside the recording
+    # transaction (a review task, say) overrides `on_record` AND sets `record_hook = True`:
+    # its results then go through the ORM path, which calls the hook. Overriding one without
+    # the other is refused when the class is defined, so a hook is never silently skipped.
+    record_hook: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.on_record is not StepKind.on_record and not cls.record_hook:
+            raise TypeError(
+                f"{cls.__name__} overrides on_record: set `record_hook = True` so that its "
+                "completed steps are recorded through the path that calls it"
+            )
 
     def validate(self, config: dict[str, Any]) -> KindConfig:
         """Parse and check the step's config; raise pydantic.ValidationError or ValueError."""
@@ -122,11 +165,14 @@ class StepKind:
         """Cross-step checks at validation time; `earlier` is (id, kind) of preceding steps."""
         return []
 
-    def on_record(self, *, step_run: StepRun, result: Result, run: Run, now: datetime) -> None:
+    def on_record(
+        self, *, step_run: StepRun, result: Result, run: Run, now: datetime, hooks: StepHooks
+    ) -> None:
         """Runs inside the transaction that records `result`, for effects such as a review task.
 
-        The caller holds the run's row lock; `step_run` is already updated.
+        Only called for kinds that set `record_hook`. The caller holds the run's row lock;
+        `step_run` is already updated.
         """
 
-    def on_cancel(self, step_run: StepRun, now: datetime) -> None:
+    def on_cancel(self, *, step_run: StepRun, now: datetime, hooks: StepHooks) -> None:
         """Runs inside the transaction that cancels the step's run."""

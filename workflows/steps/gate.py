@@ -4,7 +4,7 @@ It reads the output and confidence of the step it guards and decides, in this or
 hard rules (CEL), no confidence, the threshold (global or per label), the audit sample;
 otherwise the answer is auto-approved. The review task is created in the transaction that
 records `Waiting` (`on_record`), and a reviewer's decision completes the gate through
-`run_resume` with the final output. DESIGN.md §6.
+`run_resume` with the final output. See docs/gates.md.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ from workflows.steps.base import (
     KindConfig,
     Result,
     StepContext,
+    StepHooks,
     StepKind,
     Waiting,
 )
+from workflows.versions import version_definition
 
 if TYPE_CHECKING:
     from workflows.models import Run, StepRun
@@ -99,6 +101,8 @@ class GateKind(StepKind):
     # A decision completes the gate as approved or rejected; an escalation keeps it waiting.
     outcomes = frozenset({"approved", "rejected"})
     Config = GateConfig
+    # The review task is opened in the transaction that records the gate's result.
+    record_hook = True
 
     def execute(self, ctx: StepContext) -> Result:
         config: GateConfig = ctx.config
@@ -155,22 +159,18 @@ class GateKind(StepKind):
             return [f"guards {guards!r}, which is not an earlier step"]
         return []
 
-    def on_record(self, *, step_run: StepRun, result: Result, run: Run, now: datetime) -> None:
-        # Imported here: the review services import this module (for the output schema).
-        from workflows.services.review import gate_record
-
+    def on_record(
+        self, *, step_run: StepRun, result: Result, run: Run, now: datetime, hooks: StepHooks
+    ) -> None:
         if isinstance(result, Completed | Waiting):
-            gate_record(run=run, step_run=step_run, waiting=isinstance(result, Waiting), now=now)
+            waiting = isinstance(result, Waiting)
+            hooks.gate_record(run=run, step_run=step_run, waiting=waiting, now=now)
 
-    def on_cancel(self, step_run: StepRun, now: datetime) -> None:
-        from workflows.services.review import review_tasks_cancel
-
-        review_tasks_cancel(step_run=step_run, now=now)
+    def on_cancel(self, *, step_run: StepRun, now: datetime, hooks: StepHooks) -> None:
+        hooks.review_tasks_cancel(step_run=step_run, now=now)
 
 
 def _previous_step(ctx: StepContext) -> str | None:
-    from workflows.services.steps import version_definition
-
     definition = version_definition(ctx.version_id)
     position = definition.position(ctx.step_id)
     return definition.steps[position - 1].id if position > 0 else None
@@ -216,16 +216,6 @@ def _review_reason(
     if threshold is None or confidence < threshold:
         return "below_threshold"
     return None
-
-
-def guarded_output_schema(version_id: int, step_id: str) -> dict[str, Any] | None:
-    """The JSON Schema an edit of `step_id`'s output must match, or None (any JSON object)."""
-    from workflows.services.steps import version_definition
-    from workflows.steps import get_kind
-
-    step = version_definition(version_id).step(step_id)
-    kind = get_kind(step.kind)
-    return kind.output_schema(kind.validate(step.config))
 
 
 KIND = GateKind()

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from workflows import services
-from workflows.ai.local import load_jsonl
+from workflows.ai.classifier import load_jsonl
 from workflows.errors import InvalidInput
 from workflows.models import LocalModel
 

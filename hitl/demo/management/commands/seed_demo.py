@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from workflows import services
-from workflows.ai.local import load_jsonl
+from workflows.ai.classifier import load_jsonl
 from workflows.models import LocalModel, Run, Workflow
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "workflows"

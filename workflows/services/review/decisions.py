@@ -1,0 +1,220 @@
+"""Deciding review tasks: approve, reject, edit-and-approve, escalate, once.
+
+Locking order, everywhere: the run row, then the task row. Deciding locks the run (as
+recording, resuming and cancelling do), so two decisions on one task serialise and the
+second finds the task decided. Anything that inserts a task also holds the run first: the
+insert's foreign-key check would otherwise wait on a decision holding the run while the
+decision waits on the task.
+
+A decision is validated before anything is written, and everything it writes (the claim it
+may take, the decision, the task, the resumed run) commits together or not at all.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+import jsonschema
+from django.db import transaction
+from django.utils import timezone
+
+from workflows.access import access_task_decide
+from workflows.errors import InvalidInput
+from workflows.models import AuditEvent, Decision, ReviewTask, Run
+from workflows.models.review import REVIEW_ACTIONS
+from workflows.selectors import task_shown
+from workflows.services.audit import Actor, audit_event
+from workflows.services.review.claims import check_holds, check_live, claim_take
+from workflows.services.review.tasks import review_task_escalate
+from workflows.services.runs import run_resume
+from workflows.versions import step_output_schema
+
+# An edited output is stored as JSON and shown on the desk: bounded, so a pasted document
+# or a deeply nested value is refused with a message instead of exhausting anything.
+MAX_EDIT_DEPTH = 32
+MAX_EDIT_CHARS = 100_000
+
+
+def review_decide(
+    *,
+    task: ReviewTask,
+    user: Any,
+    action: str,
+    reason: str = "",
+    output: Any = None,
+    claim: bool = False,
+    now: datetime | None = None,
+) -> Decision:
+    """Decide a task one holds a live claim on: approve, reject, edit (and approve), escalate.
+
+    With `claim`, a task nobody else holds is claimed in the same transaction first, so a
+    decision that fails leaves no claim behind. Approve, edit and reject complete the gate
+    through `run_resume` with the final output (the AI's, the edit, or none for a
+    rejection); the guarded step is never changed. Escalate hands the task to the escalation
+    level and the run keeps waiting.
+    """
+    now = now or timezone.now()
+    declared = REVIEW_ACTIONS.get(action)
+    if declared is None:
+        allowed = ", ".join(REVIEW_ACTIONS)
+        raise InvalidInput(f"unknown action {action!r}: choose one of {allowed}")
+    reason = _clean_text(reason or "", "the reason").strip()
+    if declared.needs_reason and not reason:
+        raise InvalidInput(f"a reason is required to {declared.label.lower()}")
+    if len(reason) > Decision.MAX_REASON:
+        raise InvalidInput(f"the reason is too long (at most {Decision.MAX_REASON} characters)")
+    if action != Decision.Action.EDIT and output is not None:
+        raise InvalidInput("only edit takes an output; approve keeps the AI's answer")
+    if action == Decision.Action.EDIT:
+        _check_json(output)
+    access_task_decide(user=user, task=task)
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=task.run_id)
+        task = (
+            ReviewTask.objects.select_for_update(of=("self",))
+            .select_related("workflow", "step_run", "guarded", "claimed_by", "assignee")
+            .get(pk=task.pk)
+        )
+        check_live(task)
+        if action == Decision.Action.ESCALATE and task.audience == ReviewTask.Audience.ESCALATION:
+            raise InvalidInput(
+                f"task {task.pk} is already escalated and escalation is one level deep:"
+                " approve, edit or reject it"
+            )
+        edited = _edited_output(task, run, output) if action == Decision.Action.EDIT else None
+        if claim and not task.held_by(user.pk, now):
+            claim_take(task, user, now)
+        check_holds(task, user, now)
+        assert task.claimed_at is not None
+        decision = Decision.objects.create(
+            task=task,
+            reviewer=user,
+            action=action,
+            edited_output=edited,
+            reason=reason,
+            shown=task_shown(task),
+            claimed_at=task.claimed_at,
+            decided_at=now,
+            time_spent=now - task.claimed_at,
+        )
+        actor = Actor.for_user(user)
+        escalating = action == Decision.Action.ESCALATE
+        task.status = ReviewTask.Status.ESCALATED if escalating else ReviewTask.Status.DECIDED
+        task.closed_at = now
+        task.claim_expires_at = None
+        task.save(update_fields=["status", "closed_at", "claim_expires_at"])
+        events = [
+            audit_event(
+                actor=actor,
+                verb="review.decided",
+                target=task,
+                payload={
+                    "run": run.pk,
+                    "action": action,
+                    "reason": reason,
+                    "decision": decision.pk,
+                },
+                now=now,
+            )
+        ]
+        if escalating:
+            review_task_escalate(
+                task=task, run=run, reason="escalated", actor=actor, now=now, events=events
+            )
+            AuditEvent.objects.bulk_create(events)
+            return decision
+        AuditEvent.objects.bulk_create(events)
+        _resume(task, run, decision, actor, now)
+    return decision
+
+
+def _edited_output(task: ReviewTask, run: Run, output: Any) -> Any:
+    if output is None:
+        raise InvalidInput("edit needs the edited output")
+    guarded = task.guarded
+    schema = step_output_schema(run.version_id, guarded.step_id) if guarded else None
+    if schema is None:
+        if not isinstance(output, dict):
+            raise InvalidInput("the edited output must be a JSON object")
+    else:
+        errors = sorted(
+            jsonschema.Draft202012Validator(schema).iter_errors(output),
+            key=lambda e: list(e.absolute_path),
+        )
+        if errors:
+            problems = "; ".join(
+                f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
+                for e in errors
+            )
+            raise InvalidInput(f"the edited output does not match the output schema: {problems}")
+    if guarded is not None and output == guarded.output:
+        raise InvalidInput("the edited output is the AI's answer unchanged: approve it instead")
+    return output
+
+
+def _check_json(value: Any) -> None:
+    """Refuse what PostgreSQL's JSON cannot store (NaN, infinities, NUL) or what is too big.
+
+    Iterative, so that a value nested 100,000 levels deep is refused, not a RecursionError.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    size = 0
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_EDIT_DEPTH:
+            raise InvalidInput(f"the edited output is nested too deeply (at most {MAX_EDIT_DEPTH})")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise InvalidInput(f"the edited output holds {item!r}, which is not a JSON number")
+        if isinstance(item, str):
+            _clean_text(item, "the edited output")
+            size += len(item)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                _clean_text(str(key), "the edited output")
+                size += len(str(key))
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+        size += 1
+        if size > MAX_EDIT_CHARS:
+            raise InvalidInput(
+                f"the edited output is too large (at most {MAX_EDIT_CHARS} characters)"
+            )
+
+
+def _clean_text(text: str, what: str) -> str:
+    # PostgreSQL's text and jsonb cannot hold NUL; a browser never sends one on its own.
+    if "\x00" in text:
+        raise InvalidInput(f"{what} contains a NUL character (\\x00), which cannot be stored")
+    return text
+
+
+def _resume(task: ReviewTask, run: Run, decision: Decision, actor: Actor, now: datetime) -> None:
+    guarded = task.guarded
+    if decision.action == Decision.Action.REJECT:
+        outcome, output = "rejected", None
+    elif decision.action == Decision.Action.EDIT:
+        outcome, output = "approved", decision.edited_output
+    else:
+        outcome, output = "approved", guarded.output if guarded else None
+    run_resume(
+        run=run,
+        step_id=task.step_run.step_id,
+        actor=actor,
+        output=output,
+        outcome=outcome,
+        # The score the gate judged, kept with the final output for calibration.
+        confidence=guarded.confidence if guarded else None,
+        meta={
+            "review": {
+                "task": task.pk,
+                "decision": decision.pk,
+                "action": decision.action,
+                "reviewer": actor.label,
+                "decided_at": now.isoformat(),
+            }
+        },
+        now=now,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import BooleanField, Q, QuerySet
@@ -229,12 +229,31 @@ class QueueCursor:
     def decode(cls, text: str) -> QueueCursor:
         """Raise ValueError on anything that is not a cursor this code wrote."""
         priority, due, created, pk = text.split("|")
-        return cls(
-            int(priority),
-            datetime.fromisoformat(due) if due else None,
-            datetime.fromisoformat(created),
-            int(pk),
+        cursor = cls(
+            _bounded(int(priority), -(2**31), 2**31),
+            _utc(due) if due else None,
+            _utc(created),
+            _bounded(int(pk), 1, 2**63),
         )
+        return cursor
+
+
+def _bounded(value: int, low: int, high: int) -> int:
+    # The columns' own ranges: a number outside them would reach PostgreSQL as an error.
+    if not low <= value < high:
+        raise ValueError(f"{value} is out of range")
+    return value
+
+
+def _utc(text: str) -> datetime:
+    """An aware time that exists in UTC (an offset can push year 1 or 9999 out of range)."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is out of range") from None
 
 
 def review_task_page(

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 from django import forms
 
 from workflows.models import Decision
+from workflows.models.review import REVIEW_ACTIONS
 
-MAX_REASON = 2000
+# What a number field accepts: plain decimal, ASCII digits only. Python's int() and float()
+# would also take "1_000", "١٢", "nan" and "infinity", none of which a reviewer means.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Deeper JSON than this is refused before parsing, not met with a RecursionError.
+MAX_JSON_DEPTH = 32
 
 
 class DecisionForm(forms.Form):
-    action = forms.ChoiceField(choices=Decision.Action.choices)
-    reason = forms.CharField(required=False, max_length=MAX_REASON, widget=forms.Textarea)
+    action = forms.ChoiceField(choices=[(a.value, a.label) for a in REVIEW_ACTIONS.values()])
+    reason = forms.CharField(
+        required=False, max_length=Decision.MAX_REASON, widget=forms.Textarea, strip=False
+    )
 
 
 class FilterForm(forms.Form):
@@ -146,14 +156,49 @@ def parse_edit(schema: dict[str, Any] | None, data: Any) -> Any:
 
 
 def _number(raw: str, cast: Any, name: str) -> Any:
-    try:
-        return cast(raw)
-    except ValueError:
-        raise EditError(f"{name}: {raw!r} is not a number") from None
+    text = raw.strip()
+    pattern = _INTEGER if cast is int else _NUMBER
+    if not pattern.fullmatch(text):
+        kind = "a whole number" if cast is int else "a number"
+        raise EditError(f"{name}: {raw!r} is not {kind} (plain decimal digits)")
+    value = cast(text)
+    if cast is float and not math.isfinite(value):
+        raise EditError(f"{name}: {raw!r} is too large")
+    return value
 
 
 def _json(raw: str, name: str) -> Any:
+    if _nesting(raw) > MAX_JSON_DEPTH:
+        raise EditError(f"{name}: nested more than {MAX_JSON_DEPTH} levels deep")
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise EditError(f"{name}: not valid JSON ({exc.msg})") from None
+    except ValueError as exc:
+        raise EditError(f"{name}: {exc}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _nesting(raw: str) -> int:
+    """How deep brackets nest in `raw`, outside strings: an upper bound of JSON depth."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest

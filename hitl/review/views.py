@@ -10,6 +10,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.validators import slug_re
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -19,10 +20,10 @@ from django.views.decorators.http import require_GET, require_POST
 from hitl.review.forms import DecisionForm, EditError, FilterForm, edit_fields, parse_edit
 from workflows import selectors, services
 from workflows.errors import Conflict, InvalidInput, NotAllowed
-from workflows.models import ReviewTask, Workflow
+from workflows.models import Decision, ReviewTask, Workflow
+from workflows.models.review import QUEUE_ORDER, REVIEW_ACTIONS
 
 PAGE_SIZE = 50
-LIVE = [ReviewTask.Status.OPEN, ReviewTask.Status.CLAIMED]
 
 
 def _partial(request: HttpRequest) -> bool:
@@ -41,7 +42,7 @@ def queue(request: HttpRequest) -> HttpResponse:
     tasks = selectors.review_task_list(
         user=request.user,
         workflow=workflow,
-        status=filters.get("status") or LIVE,
+        status=filters.get("status") or ReviewTask.LIVE,
         min_priority=filters.get("priority"),
         reason=filters.get("reason"),
         mine=bool(filters.get("mine")),
@@ -54,7 +55,7 @@ def queue(request: HttpRequest) -> HttpResponse:
     if filters.get("after"):
         try:
             after = selectors.QueueCursor.decode(filters["after"])
-        except ValueError:
+        except (ValueError, OverflowError):
             after = None  # a stale or hand-made cursor: start from the top
     rows, next_cursor = selectors.review_task_page(tasks, after=after, size=PAGE_SIZE)
     query = request.GET.copy()
@@ -82,12 +83,13 @@ def _workflow(slug: str | None) -> Workflow | None:
 @require_POST
 @login_required
 def next_task(request: HttpRequest) -> HttpResponse:
-    workflow = _workflow(request.POST.get("workflow"))
-    task = services.review_claim_next(user=request.user, workflow=workflow)
-    if task is None:
-        messages.info(request, "Nothing is waiting for you. The queue refreshes on its own.")
+    asked = request.POST.get("workflow", "")
+    workflow = _workflow(asked) if slug_re.fullmatch(asked) else None
+    if asked and workflow is None:
+        # Claiming from every workflow instead would hand out work the reviewer did not ask for.
+        messages.error(request, "There is no such workflow; nothing was claimed.")
         return redirect("review:queue")
-    return redirect("review:task", pk=task.pk)
+    return _next(request, workflow=workflow, last="Nothing is waiting for you.")
 
 
 def _detail(request: HttpRequest, pk: int) -> selectors.TaskDetail:
@@ -109,16 +111,11 @@ def _render_task(
 ) -> HttpResponse:
     task = detail.task
     now = timezone.now()
-    held_by_other = (
-        task.status == ReviewTask.Status.CLAIMED
-        and not detail.claimed_by_me
-        and task.claim_expires_at is not None
-        and task.claim_expires_at > now
-    )
+    held_by_other = task.held_by_other(request.user.pk, now)
     if not conflict and held_by_other:
         until = timezone.localtime(task.claim_expires_at).strftime("%H:%M")
         conflict = f"{task.claimed_by} is reviewing this task (claim until {until})."
-    if not conflict and task.status not in LIVE:
+    if not conflict and task.status not in ReviewTask.LIVE:
         conflict = _closed_message(detail)
     data = form_data or {}
     current = detail.shown.get("output")
@@ -128,7 +125,11 @@ def _render_task(
         "shown": detail.shown,
         "error": error,
         "conflict": conflict,
-        "actionable": detail.can_decide and task.status in LIVE and not held_by_other,
+        "actionable": detail.can_decide and task.status in ReviewTask.LIVE and not held_by_other,
+        "held_by_other": held_by_other,
+        "actions": REVIEW_ACTIONS.values(),
+        "needs_reason": _listed(a.label.lower() for a in REVIEW_ACTIONS.values() if a.needs_reason),
+        "max_reason": Decision.MAX_REASON,
         "edit_fields": edit_fields(
             detail.output_schema, _edited(detail, data) or current, original=current
         ),
@@ -138,6 +139,11 @@ def _render_task(
     }
     template = "review/task.html#task" if _partial(request) else "review/task.html"
     return render(request, template, context, status=status)
+
+
+def _listed(words: Any) -> str:
+    items = list(words)
+    return ", ".join(items[:-1]) + f" or {items[-1]}" if len(items) > 1 else "".join(items)
 
 
 def _closed_message(detail: selectors.TaskDetail) -> str:
@@ -195,15 +201,15 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
         except EditError as exc:
             return _render_task(request, detail, status=400, error=str(exc), form_data=request.POST)
     try:
-        if not detail.claimed_by_me:
-            # Deciding straight from the page claims first: a one-keystroke decision.
-            services.review_claim(task=detail.task, user=request.user)
+        # Deciding straight from the page claims first, in the same transaction: a
+        # one-keystroke decision, and a refused one leaves no claim behind.
         services.review_decide(
             task=detail.task,
             user=request.user,
             action=action,
             reason=form.cleaned_data["reason"],
             output=output,
+            claim=True,
         )
     except Conflict as exc:
         return _render_task(
@@ -213,26 +219,31 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
         return _render_task(request, detail, status=400, error=str(exc), form_data=request.POST)
     except NotAllowed as exc:
         return _render_task(request, detail, status=403, error=str(exc))
-    messages.success(request, f"Task {pk}: {_done(action)}.")
-    return _next(request)
+    messages.success(request, f"Task {pk}: {REVIEW_ACTIONS[action].done}.")
+    return _next(request, last="That was the last task waiting for you.")
 
 
-def _done(action: str) -> str:
-    return {
-        "approve": "approved",
-        "reject": "rejected",
-        "edit": "edited and approved",
-        "escalate": "escalated",
-    }[action]
-
-
-def _next(request: HttpRequest) -> HttpResponse:
-    """After an action, the next task is claimed and shown at once."""
-    task = services.review_claim_next(user=request.user)
-    if task is None:
-        messages.info(request, "That was the last task waiting for you.")
-        return redirect("review:queue")
-    return redirect("review:task", pk=task.pk)
+def _next(request: HttpRequest, *, workflow: Workflow | None = None, last: str) -> HttpResponse:
+    """The next task is claimed and shown at once; with none to claim, one the reviewer
+    still holds; at the claims cap, the reviewer is told why and taken to a held task."""
+    try:
+        task = services.review_claim_next(user=request.user, workflow=workflow)
+    except Conflict as exc:
+        messages.error(request, f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
+        task = None
+    else:
+        if task is None:
+            messages.info(request, f"{last} The queue refreshes on its own.")
+    if task is not None:
+        return redirect("review:task", pk=task.pk)
+    held = services.review_claims_held(user=request.user)
+    if workflow is not None:
+        held = held.filter(workflow=workflow)
+    current = held.order_by(*QUEUE_ORDER).first()
+    if current is not None:
+        messages.info(request, f"You still hold task {current.pk}.")
+        return redirect("review:task", pk=current.pk)
+    return redirect("review:queue")
 
 
 @require_POST
@@ -256,7 +267,7 @@ def skip(request: HttpRequest, pk: int) -> HttpResponse:
     except Conflict as exc:
         return _render_task(request, _detail(request, pk), status=409, conflict=str(exc))
     messages.info(request, f"Skipped task {pk}; it will not be offered to you again.")
-    return _next(request)
+    return _next(request, last="That was the last task waiting for you.")
 
 
 @require_POST

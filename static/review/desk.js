@@ -137,6 +137,14 @@
         el.click();
       }
     };
+    // The decision buttons declare their own keys (data-key), and whether they need a reason.
+    const action = form() && $(`#decide button[data-key="${CSS.escape(event.key)}"]`);
+    if (action) {
+      event.preventDefault();
+      if (action.hasAttribute("data-needs-reason")) needReason(action.value);
+      else action.click();
+      return;
+    }
     switch (event.key) {
       case "?":
         event.preventDefault();
@@ -165,17 +173,6 @@
         break;
       case "u":
         click(".crumbs a");
-        break;
-      case "a":
-        if (form()) click("#decide button[value=approve]");
-        break;
-      case "r":
-      case "e":
-      case "x":
-        if (form()) {
-          event.preventDefault();
-          needReason({ r: "reject", e: "edit", x: "escalate" }[event.key]);
-        }
         break;
       case "s":
         click("button[aria-keyshortcuts=s]");

@@ -404,9 +404,14 @@ def test_it_refuses_sampling_on_a_deterministic_tier(strategy: str) -> None:
         TierSpec("local", ScriptedSampler([]), strategy, deterministic=True)  # type: ignore[arg-type]
 
 
-def test_single_is_allowed_on_a_deterministic_tier() -> None:
-    validate_strategy("single", deterministic=True)
-    validate_strategy("adaptive", deterministic=False)
+def test_single_is_allowed_on_a_deterministic_tier_and_asks_once() -> None:
+    sampler = ScriptedSampler(["billing"])
+    local = TierSpec("local", sampler, "single", deterministic=True)  # type: ignore[arg-type]
+    result = run_cascade([local])
+    assert (result.key, result.calls, sampler.requests) == ("billing", 1, [1])
+    # Sampling is refused only because the tier is deterministic, not for its own sake.
+    adaptive = TierSpec("llm", ScriptedSampler([]), "adaptive", deterministic=False)  # type: ignore[arg-type]
+    assert adaptive.strategy == "adaptive"
 
 
 def test_it_refuses_unknown_strategies() -> None:

@@ -15,6 +15,8 @@ from workflows.steps.base import Completed, KindConfig, Result, StepContext, Ste
 class ScoredConfig(KindConfig):
     # With labels, the output schema is {"label": <one of them>}, as for a labelling AI step.
     labels: list[str] | None = None
+    # Or any output schema, for edits of numbers, booleans and nested values.
+    output_schema: dict[str, Any] | None = None
 
 
 class ScoredKind(StepKind):
@@ -39,6 +41,8 @@ class ScoredKind(StepKind):
         )
 
     def output_schema(self, config: ScoredConfig) -> dict[str, Any] | None:
+        if config.output_schema is not None:
+            return config.output_schema
         if config.labels is None:
             return None
         return {

@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from hitl.review import views
+from tests.helpers import database_state
 from workflows.models import Decision, ReviewTask, Run, StepRun, Workflow
 from workflows.models.review import QUEUE_ORDER
 
@@ -156,12 +157,14 @@ def test_approve_decides_resumes_the_run_and_moves_on(
 def test_an_override_without_a_reason_is_refused_and_changes_nothing(
     task: ReviewTask, reviewer: User
 ) -> None:
-    response = client_for(reviewer).post(
+    client = client_for(reviewer)
+    before = database_state()
+    response = client.post(
         reverse("review:decide", args=[task.pk]), {"action": "reject", "reason": "  "}
     )
     assert response.status_code == 400
     assert "a reason is required to reject" in response.content.decode()
-    assert not Decision.objects.exists()
+    assert database_state() == before  # no decision, no claim, no audit event
 
 
 def test_edit_and_approve_puts_the_edit_on_the_gate(task: ReviewTask, reviewer: User) -> None:
@@ -184,7 +187,7 @@ def test_an_invalid_edit_is_a_clear_400(task: ReviewTask, reviewer: User) -> Non
     assert response.status_code == 400
     assert "weather" in response.content.decode()
     task.refresh_from_db()
-    assert task.status == ReviewTask.Status.CLAIMED  # claimed, not decided
+    assert task.status == ReviewTask.Status.OPEN  # the claim went with the refused decision
 
 
 def test_a_second_reviewer_gets_a_clear_conflict(

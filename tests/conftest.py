@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 
+from tests.factories import GroupFactory, UserFactory
 from workflows import services
 from workflows.models import Workflow
 
@@ -35,17 +36,25 @@ def system() -> services.Actor:
 
 @pytest.fixture
 def owner(db: None) -> User:
-    return User.objects.create_user("owner", "owner@example.com", "pw")
+    """Made an admin of the workflows the tests create (see tests/review/conftest.py)."""
+    return UserFactory(username="owner")
 
 
 @pytest.fixture
-def reviewer(db: None) -> User:
-    return User.objects.create_user("reviewer", "reviewer@example.com", "pw")
+def reviewers(db: None) -> Group:
+    """The reviewer group of the workflows the tests create."""
+    return GroupFactory(name="triage-reviewers")
+
+
+@pytest.fixture
+def reviewer(reviewers: Group) -> User:
+    return UserFactory(username="reviewer", groups=[reviewers])
 
 
 @pytest.fixture
 def outsider(db: None) -> User:
-    return User.objects.create_user("outsider", "outsider@example.com", "pw")
+    """A user with no role in any workflow."""
+    return UserFactory(username="outsider")
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Group, User
 
+from tests.factories import GroupFactory, UserFactory
 from tests.helpers import drive
 from workflows import services
 from workflows.models import ReviewTask, Run, Workflow
@@ -38,38 +39,34 @@ def _review_kinds(settings: Any, _test_step_kinds: None) -> Iterator[None]:
 
 
 @pytest.fixture
-def reviewers(db: None) -> Group:
-    return Group.objects.create(name="triage-reviewers")
-
-
-@pytest.fixture
 def escalators(db: None) -> Group:
-    return Group.objects.create(name="triage-escalation")
-
-
-@pytest.fixture
-def reviewer(reviewer: User, reviewers: Group) -> User:
-    reviewer.groups.add(reviewers)
-    return reviewer
+    return GroupFactory(name="triage-escalation")
 
 
 @pytest.fixture
 def second_reviewer(reviewers: Group) -> User:
-    user = User.objects.create_user("second", "second@example.com", "pw")
-    user.groups.add(reviewers)
-    return user
+    return UserFactory(username="second", groups=[reviewers])
 
 
 @pytest.fixture
 def escalator(escalators: Group) -> User:
-    user = User.objects.create_user("escalator", "escalator@example.com", "pw")
-    user.groups.add(escalators)
-    return user
+    return UserFactory(username="escalator", groups=[escalators])
 
 
 @pytest.fixture
 def superuser(db: None) -> User:
-    return User.objects.create_superuser("root", "root@example.com", "pw")
+    return UserFactory(username="root", is_superuser=True, is_staff=True)
+
+
+@pytest.fixture
+def other_reviewer(make_workflow: Callable[..., Workflow]) -> User:
+    """A reviewer of another workflow only, who must see nothing of ours."""
+    group = GroupFactory(name="other-reviewers")
+    make_workflow(
+        {"slug": "other", "name": "Other", "steps": [{"id": "w", "kind": "wait"}]},
+        reviewer_group=group,
+    )
+    return UserFactory(username="other", groups=[group])
 
 
 def gated_definition(

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 
 from tests.review.conftest import T0, minutes
 from workflows import services
@@ -19,19 +19,6 @@ from workflows.selectors import review_task_counts, review_task_get, review_task
 pytestmark = pytest.mark.django_db
 
 T1 = T0 + minutes(1)
-
-
-@pytest.fixture
-def other_reviewer(make_workflow: Callable[..., Workflow]) -> User:
-    """A reviewer of another workflow, who must see nothing of ours."""
-    group = Group.objects.create(name="other-reviewers")
-    make_workflow(
-        {"slug": "other", "name": "Other", "steps": [{"id": "w", "kind": "wait"}]},
-        reviewer_group=group,
-    )
-    user = User.objects.create_user("other", "other@example.com", "pw")
-    user.groups.add(group)
-    return user
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
@@ -23,19 +23,6 @@ def client_for(user: User | None) -> Client:
     if user is not None:
         client.force_login(user)
     return client
-
-
-@pytest.fixture
-def other_reviewer(make_workflow: Callable[..., Workflow]) -> User:
-    """A reviewer of another workflow only."""
-    group = Group.objects.create(name="other-reviewers")
-    make_workflow(
-        {"slug": "other", "name": "Other", "steps": [{"id": "w", "kind": "wait"}]},
-        reviewer_group=group,
-    )
-    user = User.objects.create_user("otherrev", "o@example.com", "pw")
-    user.groups.add(group)
-    return user
 
 
 def test_anonymous_users_are_sent_to_log_in(task: ReviewTask) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.core import mail
-from django.urls import reverse
 from django.core.mail.backends.base import BaseEmailBackend
+from django.urls import reverse
 
 from tests.review.conftest import T0, minutes
 from workflows import services

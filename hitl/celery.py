@@ -1,6 +1,6 @@
 """The Celery app: queues, routes and the beat schedule.
 
-A Celery message is only a nudge; PostgreSQL is the system of record (DESIGN.md §4).
+A Celery message is only a nudge; PostgreSQL is the system of record (docs/architecture.md).
 """
 
 import os

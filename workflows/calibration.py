@@ -1,4 +1,4 @@
-"""Gate thresholds with a stated guarantee (DESIGN.md §6).
+"""Gate thresholds with a stated guarantee (docs/gates.md).
 
 `select_threshold` picks the lowest score λ such that, with probability at least 1 - delta, the
 error rate among the items the gate auto-approves (score ≥ λ) is at most alpha.

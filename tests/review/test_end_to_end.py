@@ -1,7 +1,7 @@
 """The real `ai` kind on the offline local model, through a gate to a reviewer and on to the end.
 
 In process (run_drive: the worker's claim/record path without a broker), so it runs with the
-unit tests; DESIGN.md §1's flow from classification to a completed run.
+unit tests; the whole flow from classification to a completed run (docs/architecture.md).
 """
 
 from __future__ import annotations

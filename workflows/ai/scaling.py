@@ -2,7 +2,7 @@
 
 Pure strategy code: no Django, no LangChain, no I/O. A model is reached through a `Sampler`
 (draw k samples, report the usage), so the same code serves AI steps, tests and benchmarks.
-DESIGN.md §5 explains the strategies and where confidence comes from.
+docs/ai.md explains the strategies and where confidence comes from.
 """
 
 from __future__ import annotations

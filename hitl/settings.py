@@ -219,6 +219,12 @@ HITL_DEFINITION_MAX_BYTES = int(os.environ.get("HITL_DEFINITION_MAX_BYTES", str(
 HITL_DEFINITION_MAX_STEPS = int(os.environ.get("HITL_DEFINITION_MAX_STEPS", "500"))
 HITL_DEFINITION_MAX_DEPTH = int(os.environ.get("HITL_DEFINITION_MAX_DEPTH", "20"))
 HITL_DEFINITION_MAX_NODES = int(os.environ.get("HITL_DEFINITION_MAX_NODES", "100000"))
+# CEL expressions: length and nesting are checked when a definition is validated; the steps
+# (nodes evaluated, plus the size of every concatenation and of the result) on every
+# evaluation. Realistic expressions stay far below these.
+HITL_CEL_MAX_LENGTH = int(os.environ.get("HITL_CEL_MAX_LENGTH", "4096"))
+HITL_CEL_MAX_DEPTH = int(os.environ.get("HITL_CEL_MAX_DEPTH", "50"))
+HITL_CEL_MAX_STEPS = int(os.environ.get("HITL_CEL_MAX_STEPS", "100000"))
 # --- AI steps -------------------------------------------------------------------------------
 # Seconds a provider call may take; providers never retry on their own (max_retries=0).
 HITL_AI_TIMEOUT = env_float("HITL_AI_TIMEOUT", 60.0)

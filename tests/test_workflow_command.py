@@ -187,3 +187,9 @@ def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
 
 def test_an_endless_file_is_read_no_further_than_the_limit() -> None:
     assert "HITL_DEFINITION_MAX_BYTES" in refused("/dev/zero")
+
+
+def test_a_text_only_stdin_is_read_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An embedding may hand over a text stream with no bytes underneath (no .buffer).
+    monkeypatch.setattr(sys, "stdin", io.StringIO(yaml.safe_dump(DEFINITION)))
+    assert "cli-demo v1 (new" in run("import", "-")

@@ -69,7 +69,9 @@ def _read(file: str) -> str:
     limit = settings.HITL_DEFINITION_MAX_BYTES
     try:
         if file == "-":
-            raw = sys.stdin.buffer.read(limit + 1)
+            stream = getattr(sys.stdin, "buffer", None)
+            # A text-only stdin: characters never outnumber their UTF-8 bytes.
+            raw = stream.read(limit + 1) if stream else sys.stdin.read(limit + 1).encode()
         else:
             with Path(file).open("rb") as handle:
                 raw = handle.read(limit + 1)

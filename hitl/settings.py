@@ -211,6 +211,20 @@ HITL_SLA_WARNING_FRACTION = env_float("HITL_SLA_WARNING_FRACTION", 0.75)
 HITL_BASE_URL = os.environ.get("HITL_BASE_URL", "http://127.0.0.1:8000")
 # Where a review task is shown, for links the engine sends (the desk serves this path).
 HITL_REVIEW_TASK_PATH = "/review/tasks/{id}/"
+# --- Definitions and expressions: limits on untrusted text ----------------------------------
+# A definition is refused (with the setting's name in the message) above any of these, before
+# it can cost the server unbounded time or memory. Nodes count every key and value once per
+# use of a YAML alias; depth counts nested mappings and lists.
+HITL_DEFINITION_MAX_BYTES = int(os.environ.get("HITL_DEFINITION_MAX_BYTES", str(256 * 1024)))
+HITL_DEFINITION_MAX_STEPS = int(os.environ.get("HITL_DEFINITION_MAX_STEPS", "500"))
+HITL_DEFINITION_MAX_DEPTH = int(os.environ.get("HITL_DEFINITION_MAX_DEPTH", "20"))
+HITL_DEFINITION_MAX_NODES = int(os.environ.get("HITL_DEFINITION_MAX_NODES", "100000"))
+# CEL expressions: length and nesting are checked when a definition is validated; the steps
+# (nodes evaluated, plus the size of every concatenation and of the result) on every
+# evaluation. Realistic expressions stay far below these.
+HITL_CEL_MAX_LENGTH = int(os.environ.get("HITL_CEL_MAX_LENGTH", "4096"))
+HITL_CEL_MAX_DEPTH = int(os.environ.get("HITL_CEL_MAX_DEPTH", "50"))
+HITL_CEL_MAX_STEPS = int(os.environ.get("HITL_CEL_MAX_STEPS", "100000"))
 # --- AI steps -------------------------------------------------------------------------------
 # Seconds a provider call may take; providers never retry on their own (max_retries=0).
 HITL_AI_TIMEOUT = env_float("HITL_AI_TIMEOUT", 60.0)

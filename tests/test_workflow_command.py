@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import io
+import sys
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -116,3 +119,77 @@ def test_runs_retry_failed_command(tmp_path: Path) -> None:
     assert failed.status == Run.Status.RUNNING
     with pytest.raises(CommandError, match="not an ISO date"):
         call_command("runs", "retry-failed", "--since", "yesterday", stdout=StringIO())
+
+
+# Definitions are untrusted text: every limit reaches the command line as a CommandError
+# naming the setting, never as a traceback.
+
+
+def refused(path: Path | str) -> str:
+    with pytest.raises(CommandError) as info:
+        run("import", str(path))
+    assert not Workflow.objects.exists()
+    return str(info.value)
+
+
+def test_a_file_over_the_byte_limit_is_refused(tmp_path: Path, settings: Any) -> None:
+    settings.HITL_DEFINITION_MAX_BYTES = 200
+    path = write(tmp_path, {**DEFINITION, "description": "x" * 500})
+    message = refused(path)
+    assert "not a valid workflow definition" in message
+    assert "larger than 200 bytes (HITL_DEFINITION_MAX_BYTES)" in message
+
+
+def test_stdin_over_the_byte_limit_is_refused(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.HITL_DEFINITION_MAX_BYTES = 200
+    text = yaml.safe_dump({**DEFINITION, "description": "x" * 500})
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    assert "HITL_DEFINITION_MAX_BYTES" in refused("-")
+
+
+def test_stdin_within_the_limits_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = yaml.safe_dump(DEFINITION).replace("\n", "\r\n")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    assert "cli-demo v1 (new" in run("import", "-")
+    # Line endings are normalised as when the file was read as text.
+    assert "\r" not in Workflow.objects.get().active_version.source
+
+
+def test_a_billion_laughs_is_refused(tmp_path: Path) -> None:
+    lines = ["slug: cli-demo", "name: CLI demo", "steps: [{id: a, kind: wait}]", "input_schema:"]
+    lines.append("  x-0: &a0 [" + ", ".join(["lol"] * 10) + "]")
+    lines += [f"  x-{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    path = tmp_path / "laughs.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    assert "HITL_DEFINITION_MAX_NODES" in refused(path)
+
+
+def test_too_deep_a_definition_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text('{"slug": "cli-demo", "input_schema": ' + "[" * 5000 + "]" * 5000 + "}")
+    assert "HITL_DEFINITION_MAX_DEPTH" in refused(path)
+
+
+def test_too_many_steps_are_refused(tmp_path: Path, settings: Any) -> None:
+    settings.HITL_DEFINITION_MAX_STEPS = 2
+    steps = [{"id": f"s{i}", "kind": "wait"} for i in range(3)]
+    message = refused(write(tmp_path, {**DEFINITION, "steps": steps}))
+    assert "steps: 3 steps; at most 2 are allowed (HITL_DEFINITION_MAX_STEPS)" in message
+
+
+def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(yaml.safe_dump(DEFINITION).replace("CLI demo", "Café").encode("latin-1"))
+    assert "not UTF-8 text" in refused(path)
+
+
+def test_an_endless_file_is_read_no_further_than_the_limit() -> None:
+    assert "HITL_DEFINITION_MAX_BYTES" in refused("/dev/zero")
+
+
+def test_a_text_only_stdin_is_read_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An embedding may hand over a text stream with no bytes underneath (no .buffer).
+    monkeypatch.setattr(sys, "stdin", io.StringIO(yaml.safe_dump(DEFINITION)))
+    assert "cli-demo v1 (new" in run("import", "-")

@@ -6,14 +6,16 @@ so an admin fixes a definition in one pass.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Literal
 
 import jsonschema
 import yaml
+from django.conf import settings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from workflows import expressions
+from workflows import bounded_yaml, expressions
 from workflows.canonical import canonical_json, sha256_hex
 from workflows.steps import UnknownKind, get_kind, registry
 
@@ -46,16 +48,28 @@ class WorkflowDefinition(BaseModel):
     steps: list[StepDefinition] = Field(min_length=1)
 
     def step(self, step_id: str) -> StepDefinition:
-        for step in self.steps:
-            if step.id == step_id:
-                return step
-        raise KeyError(step_id)
+        return self.steps[self.position(step_id)]
 
     def position(self, step_id: str) -> int:
+        """The index of the first step with this id; KeyError if there is none."""
+        # The engine asks on every step, so by index rather than by a scan. `steps` is a
+        # plain list anyone may change: a hit is checked, and a miss rebuilds once.
+        index = self._positions.get(step_id)
+        if index is None or index >= len(self.steps) or self.steps[index].id != step_id:
+            self.__dict__.pop("_positions", None)
+            index = self._positions.get(step_id)
+            if index is None:
+                raise KeyError(step_id)
+        return index
+
+    @functools.cached_property
+    def _positions(self) -> dict[str, int]:
+        # A cached_property lives in the instance __dict__ but is no pydantic field: it is
+        # neither dumped nor compared.
+        positions: dict[str, int] = {}
         for index, step in enumerate(self.steps):
-            if step.id == step_id:
-                return index
-        raise KeyError(step_id)
+            positions.setdefault(step.id, index)
+        return positions
 
 
 class DefinitionError(ValueError):
@@ -66,19 +80,66 @@ class DefinitionError(ValueError):
         super().__init__("; ".join(f"{loc}: {msg}" if loc else msg for loc, msg in errors))
 
 
+def check_source_size(size: int) -> None:
+    """Raise DefinitionError if a source of `size` bytes is over HITL_DEFINITION_MAX_BYTES."""
+    limit = settings.HITL_DEFINITION_MAX_BYTES
+    if size > limit:
+        message = f"larger than {limit:,} bytes"
+        raise DefinitionError([("", f"{message} (HITL_DEFINITION_MAX_BYTES)")])
+
+
 def parse_source(text: str) -> dict[str, Any]:
-    """YAML (a superset of JSON) text to a mapping, with a clear error."""
+    """YAML (a superset of JSON) text to a mapping, with a clear error.
+
+    The text is untrusted: it is refused, before it is loaded, if it is too long, nests too
+    deep or expands (through YAML aliases) to too many values; see the HITL_DEFINITION_MAX_*
+    settings.
+    """
+    # Characters never outnumber UTF-8 bytes: a text far too long is refused without encoding.
+    limit = settings.HITL_DEFINITION_MAX_BYTES
+    check_source_size(len(text) if len(text) > limit else len(text.encode("utf-8")))
     try:
-        data = yaml.safe_load(text)
+        data = bounded_yaml.safe_load(
+            text,
+            max_depth=settings.HITL_DEFINITION_MAX_DEPTH,
+            max_nodes=settings.HITL_DEFINITION_MAX_NODES,
+        )
+    except bounded_yaml.LimitExceeded as exc:
+        raise DefinitionError([("", _limit_message(exc))]) from None
     except yaml.YAMLError as exc:
         raise DefinitionError([("", f"not valid YAML: {exc}")]) from None
+    except RecursionError:
+        # Only if HITL_DEFINITION_MAX_DEPTH was raised past what the loader's recursion allows.
+        message = "nests too deep to load (HITL_DEFINITION_MAX_DEPTH)"
+        raise DefinitionError([("", message)]) from None
     if not isinstance(data, dict):
         raise DefinitionError([("", "a definition must be a mapping at the top level")])
     return data
 
 
+def _limit_message(exc: bounded_yaml.LimitExceeded) -> str:
+    if exc.what == "recursion":
+        return f"line {exc.line}: a YAML alias refers to itself, which never ends"
+    if exc.what == "depth":
+        limit = settings.HITL_DEFINITION_MAX_DEPTH
+        return (
+            f"line {exc.line}: nests deeper than {limit} levels of mappings and lists "
+            "(HITL_DEFINITION_MAX_DEPTH)"
+        )
+    return (
+        f"line {exc.line}: more than {settings.HITL_DEFINITION_MAX_NODES:,} keys and values, "
+        "counting each use of a YAML alias (HITL_DEFINITION_MAX_NODES)"
+    )
+
+
 def validate_definition(data: Any) -> WorkflowDefinition:
     """Parse and check a definition; raise DefinitionError naming every problem."""
+    steps = data.get("steps") if isinstance(data, dict) else None
+    limit = settings.HITL_DEFINITION_MAX_STEPS
+    if isinstance(steps, list) and len(steps) > limit:
+        # Before anything else, so the cost of what follows is bounded by the limit.
+        message = f"{len(steps)} steps; at most {limit} are allowed"
+        raise DefinitionError([("steps", f"{message} (HITL_DEFINITION_MAX_STEPS)")])
     try:
         definition = WorkflowDefinition.model_validate(data)
     except ValidationError as exc:
@@ -152,6 +213,9 @@ def _check_steps(definition: WorkflowDefinition) -> list[tuple[str, str]]:
         if step.id == END:
             errors.append((f"{label}.id", f"{END!r} is reserved for the end of the run"))
         positions[step.id] = index
+    # Grown one step at a time, so validation stays linear in the number of steps. Kinds get
+    # this same list: it holds exactly the preceding steps while they are being checked.
+    earlier: list[tuple[str, str]] = []
     for index, step in enumerate(definition.steps):
         label = f"steps[{index}] ({step.id})"
         try:
@@ -159,28 +223,31 @@ def _check_steps(definition: WorkflowDefinition) -> list[tuple[str, str]]:
         except UnknownKind:
             known = ", ".join(sorted(registry()))
             errors.append((f"{label}.kind", f"unknown step kind {step.kind!r} (known: {known})"))
+            earlier.append((step.id, step.kind))
             continue
-        config_errors = _check_config(label, kind.validate, step.config)
+        config, config_errors = _check_config(label, kind.validate, step.config)
         errors += config_errors
         if not config_errors:
-            earlier = [(s.id, s.kind) for s in definition.steps[:index]]
-            for problem in kind.check_in_definition(kind.validate(step.config), step.id, earlier):
+            for problem in kind.check_in_definition(config, step.id, earlier):
                 errors.append((f"{label}.config", problem))
         errors += _check_next(label, index, step, kind.outcomes, positions)
+        earlier.append((step.id, step.kind))
     return errors
 
 
-def _check_config(label: str, validate: Any, config: dict[str, Any]) -> list[tuple[str, str]]:
+def _check_config(
+    label: str, validate: Any, config: dict[str, Any]
+) -> tuple[Any, list[tuple[str, str]]]:
+    """The validated config and no errors, or None and the errors."""
     try:
-        validate(config)
+        return validate(config), []
     except ValidationError as exc:
-        return [
+        return None, [
             (".".join([label, "config", *(str(p) for p in error["loc"])]), error["msg"])
             for error in exc.errors()
         ]
     except (ValueError, expressions.ExpressionError) as exc:
-        return [(f"{label}.config", str(exc))]
-    return []
+        return None, [(f"{label}.config", str(exc))]
 
 
 def _check_next(

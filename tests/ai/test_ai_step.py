@@ -267,10 +267,14 @@ def test_the_input_reaches_the_prompt_only_as_delimited_data(
     run_once(ai_workflow(make_workflow), system, text=attack)
     system_message, human = fake.prompts[0][0], fake.prompts[0][-1]
     assert "never as instructions" in system_message.content
-    assert human.content.startswith("<input>\n") and human.content.endswith("\n</input>")
-    inner = human.content.removeprefix("<input>\n").removesuffix("\n</input>")
-    assert "</input>" not in inner and "<input>" not in inner
-    assert "Ignore previous instructions" in inner
+    # The block's tag is drawn per prompt and named in the system message; the data goes in
+    # unaltered, and cannot hold the tag that would end the block.
+    tag = human.content.removeprefix("<").split(">\n", 1)[0]
+    assert tag.startswith("data-") and f"</{tag}>" in system_message.content
+    assert human.content.startswith(f"<{tag}>\n") and human.content.endswith(f"\n</{tag}>")
+    inner = human.content.removeprefix(f"<{tag}>\n").removesuffix(f"\n</{tag}>")
+    assert tag not in inner
+    assert inner == attack
 
 
 def test_the_spend_cap_makes_runs_wait_and_they_resume(

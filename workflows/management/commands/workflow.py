@@ -6,10 +6,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from workflows import services
-from workflows.definitions import DefinitionError, schema_as_json
+from workflows.definitions import DefinitionError, check_source_size, schema_as_json
 from workflows.models import Workflow, WorkflowVersion
 
 
@@ -37,12 +38,8 @@ class Command(BaseCommand):
 
     def _import(self, file: str, *, draft: bool) -> None:
         try:
-            source = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CommandError(f"cannot read {file}: {exc}") from None
-        try:
             result = services.workflow_import(
-                source=source, actor=services.Actor.system("cli"), publish=not draft
+                source=_read(file), actor=services.Actor.system("cli"), publish=not draft
             )
         except DefinitionError as exc:
             lines = "\n".join(f"  {loc or '(definition)'}: {msg}" for loc, msg in exc.errors)
@@ -65,3 +62,25 @@ class Command(BaseCommand):
         if version is None:
             raise CommandError(f"{slug!r} has no such version")
         self.stdout.write(version.source.rstrip("\n"))
+
+
+def _read(file: str) -> str:
+    """The text of `file` (or stdin for -), reading no more than the size limit allows."""
+    limit = settings.HITL_DEFINITION_MAX_BYTES
+    try:
+        if file == "-":
+            stream = getattr(sys.stdin, "buffer", None)
+            # A text-only stdin: characters never outnumber their UTF-8 bytes.
+            raw = stream.read(limit + 1) if stream else sys.stdin.read(limit + 1).encode()
+        else:
+            with Path(file).open("rb") as handle:
+                raw = handle.read(limit + 1)
+    except OSError as exc:
+        raise CommandError(f"cannot read {file}: {exc}") from None
+    check_source_size(len(raw))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"{file} is not UTF-8 text: {exc}") from None
+    # The universal newlines of a file read as text, as before: the source is stored as is.
+    return text.replace("\r\n", "\n").replace("\r", "\n")

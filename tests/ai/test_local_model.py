@@ -26,7 +26,8 @@ from workflows.ai.classifier import (
     train_classifier,
     training_fingerprint,
 )
-from workflows.ai.local import LocalClassifierChatModel, extract_input_block
+from workflows.ai.local import LocalClassifierChatModel
+from workflows.ai.prompting import build_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "hitl" / "demo" / "data"
@@ -316,28 +317,29 @@ def test_chat_model_answers_json_with_probabilities_and_usage(
     assert reply.usage_metadata == {"input_tokens": 14, "output_tokens": 1, "total_tokens": 15}
 
 
-def test_chat_model_classifies_only_the_last_input_block(
+def test_chat_model_classifies_only_the_data_block(
     chat: LocalClassifierChatModel, classifier: TextClassifier
 ) -> None:
-    prompt = (
-        "You triage billing, technical, account, shipping and other tickets. Refunds and "
-        "invoices are billing. Answer as JSON.\n"
-        "<input>an old example: I was charged twice</input>\n"
-        "Now classify this ticket:\n<input>\nThe package arrived crushed and broken.\n</input>"
+    messages = build_messages(
+        instructions="You triage billing, technical, account, shipping and other tickets.",
+        answer_format="a JSON object",
+        data="The package arrived crushed and broken.",
+        examples=[("an old example: I was charged twice", {"label": "billing"})],
     )
-    reply = chat.invoke(prompt)
+    reply = chat.invoke(messages)
 
     assert json.loads(reply.text) == {"label": "shipping"}
     expected = classifier.predict_proba("The package arrived crushed and broken.")
     assert reply.response_metadata["probabilities"] == expected
     assert reply.usage_metadata is not None
     assert reply.usage_metadata["input_tokens"] == 6
-
-
-def test_extract_input_block_falls_back_to_the_whole_text() -> None:
-    assert extract_input_block("  no block here ") == "no block here"
-    assert extract_input_block("<input>a</input> and <input> b </input>") == "b"
-    assert extract_input_block("unclosed <input> tag") == "unclosed <input> tag"
+    # The tag is new for every prompt; the answer does not depend on it.
+    again = chat.invoke(
+        build_messages(
+            instructions="x", answer_format="y", data="The package arrived crushed and broken."
+        )
+    )
+    assert again.response_metadata["probabilities"] == expected
 
 
 def test_chat_model_reads_the_last_human_message(chat: LocalClassifierChatModel) -> None:
@@ -373,7 +375,7 @@ def test_chat_model_batches(chat: LocalClassifierChatModel) -> None:
 def test_usage_callback_counts_every_call(chat: LocalClassifierChatModel) -> None:
     with get_usage_metadata_callback() as callback:
         chat.invoke("one two three")
-        chat.batch(["four five", "<input>six</input>"])
+        chat.batch(["four five", "six"])
 
     # 3 + 2 + 1 input tokens, one output token per call.
     assert callback.usage_metadata == {

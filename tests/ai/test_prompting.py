@@ -139,11 +139,6 @@ TOY = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workflows/ai/local.py still looks for <input> blocks; it should classify "
-    "prompting.unwrap(text) (then drop this mark)",
-)
 def test_the_local_classifier_reads_only_the_data_of_the_block() -> None:
     classifier = train_classifier(TOY, seed=0)
     chat = LocalClassifierChatModel(

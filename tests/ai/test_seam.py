@@ -52,7 +52,7 @@ def test_a_local_spec_builds_the_stored_classifier(system: Any) -> None:
     pinned = seam.build_chat_model("local:mini@1", local_models=LOCAL_MODELS)
     assert latest.model_version == "2"  # type: ignore[attr-defined]
     assert pinned.model_version == "1"  # type: ignore[attr-defined]
-    reply = pinned.invoke([("human", "<input>please refund my invoice</input>")])
+    reply = pinned.invoke([("human", "please refund my invoice")])
     assert reply.content == '{"label": "billing"}'
     assert reply.response_metadata["confidence"] > 0.5
     with pytest.raises(seam.ModelSpecError, match="no local model 'mini@7'"):

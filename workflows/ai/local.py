@@ -8,7 +8,6 @@ data block of the prompt, never the instructions around it.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -19,31 +18,23 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from workflows.ai.classifier import TextClassifier, top_label
-
-# The AI step puts the untrusted item after its instructions, inside <input>...</input>;
-# only that text is classified. Non-greedy, so each match is one block.
-_INPUT_BLOCK = re.compile(r"<input>(.*?)</input>", re.DOTALL)
-
-
-def extract_input_block(text: str) -> str:
-    """The text inside the last `<input>...</input>` block, or all of `text` if none."""
-    blocks = _INPUT_BLOCK.findall(text)
-    if blocks:
-        return str(blocks[-1]).strip()
-    return text.strip()
+from workflows.ai.prompting import unwrap
 
 
 def _text_to_classify(messages: Sequence[BaseMessage]) -> str:
+    """The data block of the last human message (`prompting.build_messages` wrote it), or the
+    whole message when it has none: the instructions around the data are never classified."""
     for message in reversed(messages):
         if isinstance(message, HumanMessage):
-            return extract_input_block(message.text)
+            data = unwrap(message.text)
+            return (message.text if data is None else data).strip()
     raise ValueError("the local classifier needs a human message to classify")
 
 
 class LocalClassifierChatModel(BaseChatModel):
     """A `TextClassifier` behind LangChain's chat model interface.
 
-    It classifies the last human message (only its last `<input>` block, if it has one) and
+    It classifies the last human message (only its data block, if it has one) and
     answers `{"label": ...}` as JSON, with the probabilities and the confidence in
     `response_metadata` and a whitespace token count in `usage_metadata`.
     """

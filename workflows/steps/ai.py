@@ -136,7 +136,7 @@ class AIKind(StepKind):
                     meta={"budget": {"spent_usd": str(spent), "cap_usd": str(cap)}},
                 )
         try:
-            data = expressions.evaluate(config.input, ctx.expression_context())
+            data = expressions.evaluate(config.input, ctx.activation)
         except expressions.ExpressionError as exc:
             return Failed(str(exc), retryable=False)
         messages = build_messages(

@@ -8,12 +8,15 @@ its `on_record` / `on_cancel` hooks.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
+
+from workflows import expressions
 
 if TYPE_CHECKING:
     from workflows.ai.seam import LocalModelStore
@@ -118,6 +121,11 @@ class StepContext:
             "input": self.input,
             "steps": {sid: view.as_context() for sid, view in self.steps.items()},
         }
+
+    @functools.cached_property
+    def activation(self) -> expressions.Activation:
+        """The expression context converted to CEL once, for every expression of the step."""
+        return expressions.prepare(self.expression_context())
 
 
 class KindConfig(BaseModel):

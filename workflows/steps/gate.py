@@ -110,7 +110,7 @@ class GateKind(StepKind):
         view = ctx.steps.get(guards) if guards else None
         if guards is None or view is None:
             return Failed(f"gate guards step {guards!r}, which has not completed", retryable=False)
-        context = ctx.expression_context()
+        context = ctx.activation
         try:
             rule = _first_rule(config.rules, context)
             label = _label(config, view.output, context)
@@ -176,7 +176,7 @@ def _previous_step(ctx: StepContext) -> str | None:
     return definition.steps[position - 1].id if position > 0 else None
 
 
-def _first_rule(rules: list[Rule], context: dict[str, Any]) -> str | None:
+def _first_rule(rules: list[Rule], context: expressions.Activation) -> str | None:
     for rule in rules:
         value = expressions.evaluate(rule.when, context)
         if not isinstance(value, bool):
@@ -186,7 +186,7 @@ def _first_rule(rules: list[Rule], context: dict[str, Any]) -> str | None:
     return None
 
 
-def _label(config: GateConfig, output: Any, context: dict[str, Any]) -> str | None:
+def _label(config: GateConfig, output: Any, context: expressions.Activation) -> str | None:
     if config.label is not None:
         value = expressions.evaluate(config.label, context)
     elif isinstance(output, dict):
@@ -196,7 +196,7 @@ def _label(config: GateConfig, output: Any, context: dict[str, Any]) -> str | No
     return value if isinstance(value, str) else None
 
 
-def _priority(priority: int | str, context: dict[str, Any]) -> int:
+def _priority(priority: int | str, context: expressions.Activation) -> int:
     if isinstance(priority, int):
         return priority
     value = expressions.evaluate(priority, context)

@@ -41,7 +41,7 @@ class TransformKind(StepKind):
 
     def execute(self, ctx: StepContext) -> Result:
         config: TransformConfig = ctx.config
-        context = ctx.expression_context()
+        context = ctx.activation
         output: dict[str, Any] = {}
         try:
             for name, source in config.output.items():

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -214,8 +215,8 @@ def test_it_validates_a_definition_at_the_step_limit(
     seen: list[tuple[str, list[tuple[str, str]]]] = []
     wait = type(get_kind("wait"))
 
-    def spy(self: Any, config: Any, step_id: str, earlier: list[tuple[str, str]]) -> list[str]:
-        seen.append((step_id, list(earlier)))
+    def spy(self: Any, config: Any, step_id: str, earlier: Mapping[str, str]) -> list[str]:
+        seen.append((step_id, list(earlier.items())))
         return []
 
     monkeypatch.setattr(wait, "check_in_definition", spy)

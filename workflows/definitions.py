@@ -214,8 +214,9 @@ def _check_steps(definition: WorkflowDefinition) -> list[tuple[str, str]]:
             errors.append((f"{label}.id", f"{END!r} is reserved for the end of the run"))
         positions[step.id] = index
     # Grown one step at a time, so validation stays linear in the number of steps. Kinds get
-    # this same list: it holds exactly the preceding steps while they are being checked.
-    earlier: list[tuple[str, str]] = []
+    # this same mapping (id -> kind, in order): it holds exactly the preceding steps while they
+    # are being checked, and a kind looks an id up in constant time.
+    earlier: dict[str, str] = {}
     for index, step in enumerate(definition.steps):
         label = f"steps[{index}] ({step.id})"
         try:
@@ -223,7 +224,7 @@ def _check_steps(definition: WorkflowDefinition) -> list[tuple[str, str]]:
         except UnknownKind:
             known = ", ".join(sorted(registry()))
             errors.append((f"{label}.kind", f"unknown step kind {step.kind!r} (known: {known})"))
-            earlier.append((step.id, step.kind))
+            earlier.setdefault(step.id, step.kind)
             continue
         config, config_errors = _check_config(label, kind.validate, step.config)
         errors += config_errors
@@ -231,7 +232,7 @@ def _check_steps(definition: WorkflowDefinition) -> list[tuple[str, str]]:
             for problem in kind.check_in_definition(config, step.id, earlier):
                 errors.append((f"{label}.config", problem))
         errors += _check_next(label, index, step, kind.outcomes, positions)
-        earlier.append((step.id, step.kind))
+        earlier.setdefault(step.id, step.kind)
     return errors
 
 

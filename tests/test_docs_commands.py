@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.freshshell import ROOT, fresh_env
+from tests.freshshell import ROOT, fresh_env, private_var
 
 SHELLS = {"sh", "bash", "shell", "console"}
 MARKER = "runnable"
@@ -204,10 +204,9 @@ def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A `make run` on a private stack in a temporary var/; yields that var/."""
     if not VENV_PYTHON.exists():
         pytest.skip("no .venv: `make install` creates the interpreter the docs rely on")
-    var = tmp_path_factory.mktemp("docs") / "var"
-    log = var.parent / "make-run.log"
+    log = tmp_path_factory.mktemp("docs") / "make-run.log"
     command = [str(VENV_PYTHON), "-m", "hitl.devstack", "run", "--port", str(free_port())]
-    with log.open("w") as out:
+    with private_var() as var, log.open("w") as out:
         proc = subprocess.Popen(
             command,
             cwd=ROOT,
@@ -216,28 +215,20 @@ def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # no terminal: devstack forwards our signals itself
         )
-    try:
-        deadline = time.monotonic() + 300
-        while "hitl is running at" not in log.read_text():
-            assert proc.poll() is None, f"make run exited:\n{log.read_text()}"
-            assert time.monotonic() < deadline, f"make run did not start:\n{log.read_text()}"
-            time.sleep(0.5)
-        yield var
-    finally:
-        proc.terminate()
         try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        # Whatever a block left running on this var/ (a server it started and kept).
-        subprocess.run(
-            [str(VENV_PYTHON), "-m", "hitl.devstack", "stop"],
-            cwd=ROOT,
-            env=fresh_env(var),
-            capture_output=True,
-            timeout=120,
-        )
+            deadline = time.monotonic() + 300
+            while "hitl is running at" not in log.read_text():
+                assert proc.poll() is None, f"make run exited:\n{log.read_text()}"
+                assert time.monotonic() < deadline, f"make run did not start:\n{log.read_text()}"
+                time.sleep(0.5)
+            yield var
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 @pytest.mark.parametrize("block", RUNNABLE, ids=lambda block: block.where)

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import pytest
 
 from hitl import devstack
-from tests.freshshell import ROOT, fresh_env
+from tests.freshshell import ROOT, fresh_env, private_var
 
 # Printed by `manage.py shell -c`: which interpreter and settings the command ran with.
 INTROSPECT = textwrap.dedent(
@@ -41,17 +41,9 @@ INTROSPECT = textwrap.dedent(
 
 
 @pytest.fixture
-def var(tmp_path: Path) -> Iterator[Path]:
-    var = tmp_path / "var"
-    yield var
-    if var.exists():  # whatever a failed test left running
-        subprocess.run(
-            [str(ROOT / ".venv" / "bin" / "python"), "-m", "hitl.devstack", "stop"],
-            cwd=ROOT,
-            env=fresh_env(var),
-            capture_output=True,
-            timeout=60,
-        )
+def var() -> Iterator[Path]:
+    with private_var() as var:
+        yield var
 
 
 def manage(var: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:

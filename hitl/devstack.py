@@ -406,7 +406,8 @@ def var_dir() -> Path:
 def manage(args: list[str]) -> int:
     """`manage.py ARGS` without DATABASE_URL: on the private stack, as `make run` runs it.
 
-    PostgreSQL is the one in var/, started if it is not running and then stopped again (unless
+    Only where `make run` (or `make test`) has made that stack. PostgreSQL is the one in var/,
+    started if it is not running and then stopped again (unless
     someone else still uses it). Redis is that of a running `make run` on the same database, so
     the steps a command enqueues reach its worker; without one, a Redis is started for the
     command and stopped after it: what it was sent is lost, and the next `make run`'s sweeper
@@ -424,6 +425,14 @@ def manage(args: list[str]) -> int:
         )
         return 1
     var = var_dir()
+    if not (var / "postgres" / "PG_VERSION").exists():
+        # Only a checkout where `make run` (or `make test`) made the private stack gets one: a
+        # production host that forgot DATABASE_URL must not migrate a database of its own.
+        log(
+            f"DATABASE_URL is not set, and there is no private stack in {var} (`make run` makes "
+            "one): set DATABASE_URL, or run `make run` once"
+        )
+        return 1
     signals, servers, env = Signals(), Servers(var), dict(os.environ)
     try:
         env["DATABASE_URL"] = servers.start_postgres()

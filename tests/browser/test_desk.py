@@ -151,3 +151,35 @@ def test_the_desk_fits_a_tablet_width(
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline != "none"
     assert desk_page.errors == []
+
+
+def test_the_desk_fits_a_phone_width(
+    worker: Worker,
+    desk: dict[str, Any],
+    system: Any,
+    wait_until: Callable[..., None],
+    open_page: Callable[..., Any],
+) -> None:
+    long_ticket = {
+        "subject": "Refund-request-" + "x" * 80,
+        "body": "See https://example.com/orders/" + "0123456789" * 30 + " for the invoice.",
+    }
+    run = services.run_start(workflow=desk["workflow"], input=long_ticket, actor=system)
+    wait_until(lambda: ReviewTask.objects.filter(run=run).exists())
+    desk_page = open_page("alice")
+    page = desk_page.page
+    page.set_viewport_size({"width": 390, "height": 844})
+    fits = "document.documentElement.scrollWidth <= window.innerWidth"
+    page.reload()
+    assert page.evaluate(fits), "the queue scrolls sideways"
+    page.click("#next-task")
+    page.wait_for_url("**/review/tasks/*/")
+    task_url = page.url
+    assert page.evaluate(fits), "an open task scrolls sideways"
+    page.keyboard.press("a")
+    page.wait_for_selector("text=approved.")
+    page.goto(task_url)
+    assert page.evaluate(fits), "a decided task scrolls sideways"
+    # The run history may scroll inside its own box; the page does not.
+    assert page.locator("table.history").is_visible()
+    assert desk_page.errors == []

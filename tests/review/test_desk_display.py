@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from hitl.review.templatetags.desk import BIDI_CONTROLS, reveal, reveal_plain
-from tests.review.conftest import gated_definition
+from hitl.review.templatetags.desk import BIDI_CONTROLS, gate_reason, percent, reveal, reveal_plain
+from tests.review.conftest import T0, gated_definition
+from workflows import services
 from workflows.models import ReviewTask, Run, Workflow
 
 FREE_TEXT = {
@@ -105,3 +109,98 @@ def test_bidi_controls_in_the_queue_are_shown_visibly(
     html = client_for(reviewer).get(reverse("review:queue")).content.decode()
     assert not any(char in html for char in BIDI_CONTROLS)
     assert 'billing<span class="bidi"' in html
+
+
+# --- confidence as a percentage -----------------------------------------------------------------
+
+
+def test_percent_formats_every_kind_of_number_and_nothing_else() -> None:
+    assert percent(0.6053478722680969) == "61%"
+    assert percent(1) == "100%"
+    assert percent(0) == "0%"
+    assert percent(Decimal("0.5")) == "50%"
+    assert percent(None) == "—"
+    assert percent("0.6053478722680969") == "—"  # not a number: never repeated or shown raw
+    assert percent(True) == "—"
+
+
+def test_the_gate_reason_gives_threshold_and_confidence_as_percentages() -> None:
+    gate = {"reason": "below_threshold", "threshold": 0.8}
+    assert gate_reason(gate, 0.6053478722680969) == "below threshold 80% (confidence 61%)"
+    assert gate_reason(gate, None) == "below threshold 80% (no confidence)"
+    # Rounded alike, they would read as equal: one more digit shows the difference.
+    assert gate_reason(gate, 0.7996) == "below threshold 80% (confidence 79.96%)"
+    assert (
+        gate_reason({"reason": "below_threshold"}, 0.5) == "no threshold set yet (confidence 50%)"
+    )
+    assert gate_reason({"reason": "audit_sample", "audit_rate": 0.1}, 0.95) == (
+        "audit sample (10% of passing items)"
+    )
+
+
+def test_no_confidence_on_the_task_page_is_shown_raw(
+    workflow: Workflow, start: Callable[..., Run], reviewer: User
+) -> None:
+    raw = 0.6053478722680969
+    run = start(workflow, confidence=raw, votes={"billing": 2, "refund": 1})
+    task = ReviewTask.objects.get(run=run)
+    html = page_of(client_for(reviewer), task)
+    # The input carries the number (the test step reads its score from there): data, shown
+    # as it came. Everywhere else it is a percentage.
+    input_card = re.search(
+        r'<section class="card" aria-labelledby="input-title">.*?</section>', html, flags=re.S
+    )
+    assert input_card is not None
+    rest = html.replace(input_card.group(), "")
+    text = re.sub(r"<[^>]+>", " ", rest)  # what is read, not attributes like <meter value>
+    assert "0.605" not in text and "0.61" not in text
+    assert "below threshold 80% (confidence 61%)" in rest
+    history = re.search(r'<table class="history">.*?</table>', rest, flags=re.S)
+    assert history is not None and history.group().count("61%") == 2  # classify and check
+    assert "67%" in rest and "33%" in rest  # the votes' shares
+
+
+# --- the SLA of live tasks only -------------------------------------------------------------------
+
+
+def sla_of(html: str) -> str:
+    found = re.search(r"<dt>SLA</dt><dd>(.*?)</dd>", html, flags=re.S)
+    assert found is not None
+    return re.sub(r"<[^>]+>", "", found.group(1)).strip()
+
+
+def test_a_live_task_shows_the_time_left(task: ReviewTask, reviewer: User) -> None:
+    assert sla_of(page_of(client_for(reviewer), task)).startswith(("in ", "overdue "))
+
+
+def test_a_task_decided_in_time_shows_met_and_no_countdown(
+    task: ReviewTask, reviewer: User
+) -> None:
+    services.review_decide(task=task, user=reviewer, action="approve", claim=True, now=T0)
+    assert sla_of(page_of(client_for(reviewer), task)) == "met"
+    queue = client_for(reviewer).get(reverse("review:queue") + "?status=decided").content.decode()
+    row = re.search(rf'<tr data-task="{task.pk}".*?</tr>', queue, flags=re.S)
+    assert row is not None
+    assert ">met<" in row.group() and "late" not in row.group().split(">")[0]
+    assert " in " not in re.sub(r"<[^>]+>", " ", row.group()).replace("  ", " ")
+
+
+def test_a_task_decided_late_shows_missed(task: ReviewTask, reviewer: User) -> None:
+    services.review_decide(
+        task=task, user=reviewer, action="approve", claim=True, now=T0 + timedelta(minutes=61)
+    )
+    assert sla_of(page_of(client_for(reviewer), task)) == "missed"
+
+
+def test_escalated_and_cancelled_tasks_show_no_countdown(
+    task: ReviewTask, reviewer: User, system: Any
+) -> None:
+    services.review_decide(
+        task=task, user=reviewer, action="escalate", reason="a supervisor", claim=True, now=T0
+    )
+    assert sla_of(page_of(client_for(reviewer), task)) == "—"
+    successor = ReviewTask.objects.get(escalated_from=task)
+    services.run_cancel(run=task.run, actor=system, now=T0)
+    successor.refresh_from_db()
+    assert successor.status == ReviewTask.Status.CANCELLED
+    assert sla_of(page_of(client_for(reviewer), successor)) == "—"

@@ -78,7 +78,7 @@ def test_the_task_page_renders_a_full_page_or_the_htmx_partial(
     page = client.get(reverse("review:task", args=[task.pk])).content.decode()
     assert "<html" in page
     assert "billing" in page and "50%" in page  # the answer and its confidence
-    assert "below threshold 0.80 (0.50)" in page
+    assert "below threshold 80% (confidence 50%)" in page
     assert 'name="action" value="approve"' in page
     fragment = client.get(reverse("review:task", args=[task.pk]), **HX).content.decode()
     assert "<html" not in fragment and fragment.lstrip().startswith("<article")

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django import template
 from django.utils import timezone
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
+
+from workflows.models import ReviewTask
 
 register = template.Library()
 
@@ -78,27 +82,57 @@ def is_long(value: Any) -> bool:
     return len(pretty(value)) > LONG_TEXT or pretty(value).count("\n") > 8
 
 
-@register.filter
-def percent(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100:.0f}%"
+def _number(value: Any) -> float | None:
+    # A bool is an int to Python, and a string times 100 is the string repeated: neither is a
+    # score. Anything that is not a number is shown as missing, never raw.
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 @register.filter
-def gate_reason(gate: dict[str, Any] | None, confidence: float | None = None) -> str:
+def percent(value: Any, digits: int = 0) -> str:
+    """A score in [0, 1] as a percentage, the one way the desk shows confidence: "61%"."""
+    number = _number(value)
+    if number is None:
+        return "—"
+    text = f"{number * 100:.{digits}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return f"{text}%"
+
+
+def _percent_apart(value: float, other: float) -> str:
+    """`value` as a percentage with just enough digits not to read as equal to `other`."""
+    for digits in range(0, 4):
+        if percent(value, digits) != percent(other, digits) or value == other:
+            return percent(value, digits)
+    return percent(value, 4)
+
+
+@register.filter
+def gate_reason(gate: dict[str, Any] | None, confidence: Any = None) -> str:
     """Why the gate sent the item to a person, in words."""
     gate = gate or {}
     reason = gate.get("reason") or ""
     if reason == "below_threshold":
-        threshold = gate.get("threshold")
-        conf = "none" if confidence is None else f"{confidence:.2f}"
+        threshold = _number(gate.get("threshold"))
+        score = _number(confidence)
+        if score is None:
+            conf = "no confidence"
+        elif threshold is None:
+            conf = f"confidence {percent(score)}"
+        else:
+            conf = f"confidence {_percent_apart(score, threshold)}"
         if threshold is None:
             return f"no threshold set yet ({conf})"
-        return f"below threshold {threshold:.2f} ({conf})"
+        return f"below threshold {percent(threshold)} ({conf})"
     if reason == "no_confidence":
         return "no confidence: the AI gave no usable answer score"
     if reason == "audit_sample":
-        rate = gate.get("audit_rate")
-        share = f" ({rate * 100:.0f}% of passing items)" if isinstance(rate, int | float) else ""
+        rate = _number(gate.get("audit_rate"))
+        share = f" ({percent(rate)} of passing items)" if rate is not None else ""
         return f"audit sample{share}"
     if reason.startswith("rule:"):
         return f"rule: {reason.removeprefix('rule:').replace('_', ' ')}"
@@ -145,4 +179,27 @@ def items(value: Any) -> Any:
 
 @register.filter
 def vote_share(count: int, total: int) -> str:
-    return f"{(count / total * 100) if total else 0:.0f}%"
+    return percent(count / total if total else 0)
+
+
+@register.simple_tag
+def sla(task: ReviewTask, now: datetime | None = None) -> dict[str, Any]:
+    """A task's SLA as the desk shows it: the time left while the task is live; once closed,
+    whether it was met or missed (a decision) or nothing (handed on, or cancelled).
+
+    Returns {"text", "late", "live"}; the text is "" when there is nothing to show.
+    """
+    due = task.due_at
+    live = task.status in ReviewTask.LIVE
+    shown = {"text": "", "late": False, "live": live}
+    if due is None:
+        return shown
+    now = now or timezone.now()
+    if live:
+        return {**shown, "text": timeleft(due, now), "late": overdue(due, now)}
+    missed = task.breached_at is not None or (task.closed_at is not None and task.closed_at > due)
+    if task.status == ReviewTask.Status.DECIDED:
+        return {**shown, "text": "missed" if missed else "met", "late": missed}
+    if task.status == ReviewTask.Status.ESCALATED and task.breached_at is not None:
+        return {**shown, "text": "missed", "late": True}
+    return shown

@@ -111,6 +111,10 @@ class TaskDetail:
     can_reassign: bool
     claimed_by_me: bool
     escalated_to: ReviewTask | None = None
+    # This task's own decision, once decided (or escalated), and the output it sent on: the
+    # gate's output (the AI's answer approved, the reviewer's edit, or None when rejected).
+    decision: Decision | None = None
+    final_output: Any = None
 
 
 def review_task_get(*, user: Any, task_id: int) -> TaskDetail:
@@ -127,6 +131,8 @@ def review_task_get(*, user: Any, task_id: int) -> TaskDetail:
     access_task_view(user=user, task=task)
     guarded = task.guarded
     chain = [t.pk for t in (task.escalated_from, task) if t is not None]
+    decisions = list(Decision.objects.filter(task_id__in=chain).select_related("reviewer", "task"))
+    decision = next((d for d in decisions if d.task_id == task.pk), None)
     return TaskDetail(
         task=task,
         input=_in_schema_order(task.run.input, task.run.version_id),
@@ -136,14 +142,26 @@ def review_task_get(*, user: Any, task_id: int) -> TaskDetail:
             step_output_schema(task.run.version_id, guarded.step_id) if guarded else None
         ),
         steps=list(StepRun.objects.filter(run_id=task.run_id).order_by("position")),
-        decisions=list(
-            Decision.objects.filter(task_id__in=chain).select_related("reviewer", "task")
-        ),
+        decisions=decisions,
         can_decide=can_decide_task(user, task),
         can_reassign=is_workflow_admin(user, task.workflow),
         claimed_by_me=task.status == ReviewTask.Status.CLAIMED and task.claimed_by_id == user.pk,
         escalated_to=ReviewTask.objects.filter(escalated_from=task).first(),
+        decision=decision,
+        final_output=decision_output(decision, guarded.output if guarded else None),
     )
+
+
+def decision_output(decision: Decision | None, answer: Any) -> Any:
+    """The output a decision sent on to the gate (as `run_resume` received it): the AI's
+    `answer` when approved, the edit when edited, None when rejected or not (yet) decided."""
+    if decision is None:
+        return None
+    if decision.action == Decision.Action.APPROVE:
+        return answer
+    if decision.action == Decision.Action.EDIT:
+        return decision.edited_output
+    return None
 
 
 def _in_schema_order(data: Any, version_id: int) -> Any:

@@ -119,6 +119,7 @@ def _render_task(
         conflict = _closed_message(detail)
     data = form_data or {}
     current = detail.shown.get("output")
+    edited = _edited(detail, data)
     context = {
         "d": detail,
         "task": task,
@@ -130,12 +131,15 @@ def _render_task(
         "actions": REVIEW_ACTIONS.values(),
         "needs_reason": _listed(a.label.lower() for a in REVIEW_ACTIONS.values() if a.needs_reason),
         "max_reason": Decision.MAX_REASON,
-        "edit_fields": edit_fields(
-            detail.output_schema, _edited(detail, data) or current, original=current
-        ),
+        "edit_fields": edit_fields(detail.output_schema, edited or current, original=current),
+        # The edit box's diff, as the server sees the fields (the page's script keeps it live).
+        "edited": current if edited is None else edited,
         "reason": data.get("reason", ""),
         "chosen": data.get("action", ""),
         "now": now,
+        "live": ReviewTask.LIVE,
+        "rejected": detail.decision is not None
+        and detail.decision.action == Decision.Action.REJECT,
     }
     template = "review/task.html#task" if _partial(request) else "review/task.html"
     return render(request, template, context, status=status)
@@ -149,7 +153,7 @@ def _listed(words: Any) -> str:
 def _closed_message(detail: selectors.TaskDetail) -> str:
     task = detail.task
     if task.status == ReviewTask.Status.DECIDED:
-        decision = next((d for d in detail.decisions if d.task_id == task.pk), None)
+        decision = detail.decision
         by = f" by {decision.reviewer}" if decision else ""
         return f"This task has already been decided{by}."
     if task.status == ReviewTask.Status.ESCALATED:

@@ -64,36 +64,68 @@
     }
     button.click(); // a real click: htmx and plain forms both send the button's action
   }
+  // Bidirectional controls, as BIDI_CONTROLS in hitl/review/templatetags/desk.py: shown as
+  // marked tokens, never as characters that reorder the text around them.
+  const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+  function revealed(text) {
+    const out = document.createDocumentFragment();
+    let last = 0;
+    for (const m of text.matchAll(BIDI)) {
+      out.append(text.slice(last, m.index));
+      const token = document.createElement("span");
+      token.className = "bidi";
+      token.title = "hidden direction control";
+      const hex = m[0].codePointAt(0).toString(16).toUpperCase().padStart(4, "0");
+      token.textContent = `\u27e8U+${hex}\u27e9`;
+      out.append(token);
+      last = m.index + m[0].length;
+    }
+    out.append(text.slice(last));
+    return out;
+  }
+  const fieldValue = (el) =>
+    el.type === "checkbox" ? (el.checked ? "on" : "") : el.value;
+  const shownValue = (el, value) =>
+    el.type === "checkbox" ? (value ? "true" : "false") : value || "(empty)";
+  function editChanges(f) {
+    return $$("[data-field]", f)
+      .map((el) => ({ el, name: el.dataset.field, was: el.dataset.original, now: fieldValue(el) }))
+      .filter((c) => c.was !== c.now);
+  }
+  // The edit box's diff, kept live as fields change: the same markup as the diff component
+  // (templates/components/output_diff.html), which renders it on the server.
   function showDiff() {
     const f = form();
     if (!f) return;
-    const out = $("[data-diff]", f);
+    const out = $("#edit-box [data-diff]", f);
     if (!out) return;
-    const changes = $$("[data-field]", f)
-      .map((el) => {
-        const now = el.type === "checkbox" ? (el.checked ? "on" : "") : el.value;
-        return { name: el.dataset.field, was: el.dataset.original, now };
-      })
-      .filter((c) => c.was !== c.now);
+    const changes = editChanges(f);
     out.replaceChildren();
+    const summary = document.createElement("p");
+    summary.className = "diff-summary";
     if (!changes.length) {
-      const p = document.createElement("p");
-      p.className = "muted";
-      p.textContent = "No change from the AI's answer yet.";
-      out.append(p);
+      summary.classList.add("muted");
+      summary.textContent = "No change from the AI's answer yet.";
+      out.append(summary);
       return;
     }
+    const n = changes.length;
+    summary.textContent = `${n} field${n === 1 ? "" : "s"} changed from the AI's answer:`;
     const list = document.createElement("ul");
     for (const c of changes) {
       const li = document.createElement("li");
+      li.dataset.change = "changed";
+      const name = document.createElement("span");
+      name.className = "field";
+      name.append(revealed(c.name === "__json__" ? "output" : c.name));
       const del = document.createElement("del");
       const ins = document.createElement("ins");
-      del.textContent = c.was || "(empty)";
-      ins.textContent = c.now || "(empty)";
-      li.append(`${c.name === "__json__" ? "output" : c.name}: `, del, " → ", ins);
+      del.append(revealed(shownValue(c.el, c.was)));
+      ins.append(revealed(shownValue(c.el, c.now)));
+      li.append(name, ": ", del, " \u2192 ", ins);
       list.append(li);
     }
-    out.append(list);
+    out.append(summary, list);
   }
 
   document.addEventListener("click", (event) => {

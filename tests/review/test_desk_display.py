@@ -16,7 +16,7 @@ from django.urls import reverse
 from hitl.review.templatetags.desk import BIDI_CONTROLS, gate_reason, percent, reveal, reveal_plain
 from tests.review.conftest import T0, gated_definition
 from workflows import services
-from workflows.models import ReviewTask, Run, Workflow
+from workflows.models import ReviewTask, Run, StepRun, Workflow
 
 FREE_TEXT = {
     "type": "object",
@@ -204,3 +204,69 @@ def test_escalated_and_cancelled_tasks_show_no_countdown(
     successor.refresh_from_db()
     assert successor.status == ReviewTask.Status.CANCELLED
     assert sla_of(page_of(client_for(reviewer), successor)) == "—"
+
+
+# --- what a decision changed --------------------------------------------------------------------
+
+
+def outcome_of(html: str) -> str:
+    found = re.search(r'<section class="card outcome".*?</section>', html, flags=re.S)
+    assert found is not None, "no outcome section"
+    return found.group()
+
+
+def test_an_open_task_has_no_outcome_yet(task: ReviewTask, reviewer: User) -> None:
+    assert 'class="card outcome"' not in page_of(client_for(reviewer), task)
+
+
+def test_an_approved_task_shows_no_change(task: ReviewTask, reviewer: User) -> None:
+    client_for(reviewer).post(reverse("review:decide", args=[task.pk]), {"action": "approve"})
+    outcome = outcome_of(page_of(client_for(reviewer), task))
+    assert "approved" in outcome and "reviewer" in outcome
+    assert "No change" in outcome and "<del>" not in outcome
+
+
+def test_a_rejected_task_shows_no_output_and_the_reason(task: ReviewTask, reviewer: User) -> None:
+    client_for(reviewer).post(
+        reverse("review:decide", args=[task.pk]), {"action": "reject", "reason": "spam"}
+    )
+    outcome = outcome_of(page_of(client_for(reviewer), task))
+    assert "Rejected: no output" in outcome and "spam" in outcome
+
+
+def test_an_edited_task_shows_the_changed_fields_as_on_the_gate(
+    task: ReviewTask, reviewer: User
+) -> None:
+    client_for(reviewer).post(
+        reverse("review:decide", args=[task.pk]),
+        {"action": "edit", "reason": "asks for money back", "out:label": "refund"},
+    )
+    response = client_for(reviewer).get(reverse("review:task", args=[task.pk]))
+    outcome = outcome_of(response.content.decode())
+    assert '<span class="field">label</span>' in outcome
+    assert "<del>billing</del>" in outcome and "<ins>refund</ins>" in outcome
+    assert "asks for money back" in outcome
+    gate = StepRun.objects.get(run=task.run, step_id="check")
+    assert response.context["d"].final_output == gate.output == {"label": "refund"}
+    assert "components/output_diff.html" in [t.name for t in response.templates]
+
+
+def test_an_escalated_task_says_where_it_went(task: ReviewTask, reviewer: User) -> None:
+    client_for(reviewer).post(
+        reverse("review:decide", args=[task.pk]), {"action": "escalate", "reason": "unsure"}
+    )
+    successor = ReviewTask.objects.get(escalated_from=task)
+    outcome = outcome_of(page_of(client_for(reviewer), task))
+    assert "escalated" in outcome and "unsure" in outcome
+    assert reverse("review:task", args=[successor.pk]) in outcome
+
+
+def test_a_refused_edit_comes_back_with_its_diff_shown(task: ReviewTask, reviewer: User) -> None:
+    response = client_for(reviewer).post(
+        reverse("review:decide", args=[task.pk]), {"action": "edit", "out:label": "refund"}
+    )
+    assert response.status_code == 400
+    html = response.content.decode()
+    edit_box = html[html.index('id="edit-box"') : html.index('class="buttons"')]
+    assert "<del>billing</del>" in edit_box and "<ins>refund</ins>" in edit_box
+    assert "selected>refund</option>" in edit_box or 'value="refund" selected' in edit_box

@@ -15,6 +15,7 @@ from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
 from workflows.models import ReviewTask
+from workflows.models.review import REVIEW_ACTIONS
 
 register = template.Library()
 
@@ -203,3 +204,10 @@ def sla(task: ReviewTask, now: datetime | None = None) -> dict[str, Any]:
     if task.status == ReviewTask.Status.ESCALATED and task.breached_at is not None:
         return {**shown, "text": "missed", "late": True}
     return shown
+
+
+@register.filter
+def action_done(action: str) -> str:
+    """A review action in the past tense, as declared: "edited and approved"."""
+    declared = REVIEW_ACTIONS.get(action)
+    return declared.done if declared else str(action)

@@ -115,6 +115,10 @@ class TaskDetail:
     # gate's output (the AI's answer approved, the reviewer's edit, or None when rejected).
     decision: Decision | None = None
     final_output: Any = None
+    # The decision that escalated this task to the escalation level, if one did.
+    escalation: Decision | None = None
+    # Who decides the task, in words ("the escalation group (ops-leads)").
+    waits_for: str = ""
 
 
 def review_task_get(*, user: Any, task_id: int) -> TaskDetail:
@@ -149,6 +153,30 @@ def review_task_get(*, user: Any, task_id: int) -> TaskDetail:
         escalated_to=ReviewTask.objects.filter(escalated_from=task).first(),
         decision=decision,
         final_output=decision_output(decision, guarded.output if guarded else None),
+        escalation=next((d for d in decisions if d.task_id == task.escalated_from_id), None),
+        waits_for=task_audience(task, named=True),
+    )
+
+
+def task_audience(task: ReviewTask, *, named: bool = False) -> str:
+    """Who decides `task`, in words. `named` adds the group's name (one query more)."""
+    workflow = task.workflow
+    if task.audience == ReviewTask.Audience.ESCALATION:
+        if workflow.escalation_group_id is None:
+            return "the workflow's admins"
+        group = workflow.escalation_group if named else None
+        return f"the escalation group ({group.name})" if group else "the escalation group"
+    group = workflow.reviewer_group if named and workflow.reviewer_group_id else None
+    return f"the reviewers ({group.name})" if group else "the workflow's reviewers"
+
+
+def review_tasks_decidable(*, user: Any, tasks: Iterable[ReviewTask]) -> set[int]:
+    """Which of `tasks` (a page of the queue) `user` may decide, in one query."""
+    ids = [task.pk for task in tasks]
+    if not ids:
+        return set()
+    return set(
+        ReviewTask.objects.filter(tasks_decidable_q(user), pk__in=ids).values_list("pk", flat=True)
     )
 
 

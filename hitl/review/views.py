@@ -21,7 +21,7 @@ from hitl.review.forms import DecisionForm, EditError, FilterForm, edit_fields, 
 from workflows import selectors, services
 from workflows.errors import Conflict, InvalidInput, NotAllowed
 from workflows.models import Decision, ReviewTask, Workflow
-from workflows.models.review import QUEUE_ORDER, REVIEW_ACTIONS
+from workflows.models.review import QUEUE_ORDER, REVIEW_ACTIONS, ReviewAction
 
 PAGE_SIZE = 50
 
@@ -60,8 +60,15 @@ def queue(request: HttpRequest) -> HttpResponse:
     rows, next_cursor = selectors.review_task_page(tasks, after=after, size=PAGE_SIZE)
     query = request.GET.copy()
     query.pop("after", None)
+    decidable = selectors.review_tasks_decidable(user=request.user, tasks=rows)
     context = {
+        # Each row with who it waits for when the viewer may see it but not decide it.
         "rows": rows,
+        "waiting": {
+            t.pk: selectors.task_audience(t)
+            for t in rows
+            if t.pk not in decidable and t.status in ReviewTask.LIVE
+        },
         "filters": form,
         "counts": selectors.review_task_counts(user=request.user, workflow=workflow),
         "workflows": selectors.workflows_with_tasks_visible(user=request.user),
@@ -118,6 +125,7 @@ def _render_task(
     if not conflict and task.status not in ReviewTask.LIVE:
         conflict = _closed_message(detail)
     data = form_data or {}
+    actions = _actions(task)
     current = detail.shown.get("output")
     edited = _edited(detail, data)
     context = {
@@ -128,8 +136,8 @@ def _render_task(
         "conflict": conflict,
         "actionable": detail.can_decide and task.status in ReviewTask.LIVE and not held_by_other,
         "held_by_other": held_by_other,
-        "actions": REVIEW_ACTIONS.values(),
-        "needs_reason": _listed(a.label.lower() for a in REVIEW_ACTIONS.values() if a.needs_reason),
+        "actions": actions,
+        "needs_reason": _listed(a.label.lower() for a in actions if a.needs_reason),
         "max_reason": Decision.MAX_REASON,
         "edit_fields": edit_fields(detail.output_schema, edited or current, original=current),
         # The edit box's diff, as the server sees the fields (the page's script keeps it live).
@@ -145,6 +153,18 @@ def _render_task(
     return render(request, template, context, status=status)
 
 
+def _actions(task: ReviewTask) -> list[ReviewAction]:
+    """The actions the desk offers: escalation is one level deep, so an escalated task
+    (one for the escalation level) cannot be escalated again."""
+    return [
+        a
+        for a in REVIEW_ACTIONS.values()
+        if not (
+            a.value == Decision.Action.ESCALATE and task.audience == ReviewTask.Audience.ESCALATION
+        )
+    ]
+
+
 def _listed(words: Any) -> str:
     items = list(words)
     return ", ".join(items[:-1]) + f" or {items[-1]}" if len(items) > 1 else "".join(items)
@@ -157,7 +177,11 @@ def _closed_message(detail: selectors.TaskDetail) -> str:
         by = f" by {decision.reviewer}" if decision else ""
         return f"This task has already been decided{by}."
     if task.status == ReviewTask.Status.ESCALATED:
-        return "This task has been escalated; the escalation group carries on."
+        successor = detail.escalated_to
+        if successor is None:
+            return "This task has been escalated; the escalation level carries on."
+        waits = selectors.task_audience(successor, named=True)
+        return f"This task has been escalated: task {successor.pk} carries on, for {waits}."
     return "This task was cancelled with its run."
 
 

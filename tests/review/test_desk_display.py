@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
+from html import unescape
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -270,3 +271,65 @@ def test_a_refused_edit_comes_back_with_its_diff_shown(task: ReviewTask, reviewe
     edit_box = html[html.index('id="edit-box"') : html.index('class="buttons"')]
     assert "<del>billing</del>" in edit_box and "<ins>refund</ins>" in edit_box
     assert "selected>refund</option>" in edit_box or 'value="refund" selected' in edit_box
+
+
+# --- who a task waits for -----------------------------------------------------------------------
+
+
+def escalate(task: ReviewTask, user: User, reason: str = "needs a supervisor") -> ReviewTask:
+    response = client_for(user).post(
+        reverse("review:decide", args=[task.pk]), {"action": "escalate", "reason": reason}
+    )
+    assert response.status_code == 302
+    return ReviewTask.objects.get(escalated_from=task)
+
+
+def row_of(html: str, task: ReviewTask) -> str:
+    found = re.search(rf'<tr data-task="{task.pk}".*?</tr>', html, flags=re.S)
+    assert found is not None, f"task {task.pk} is not in the queue"
+    return found.group()
+
+
+def test_the_queue_marks_a_task_the_reviewer_may_see_but_not_decide(
+    task: ReviewTask, reviewer: User, escalator: User
+) -> None:
+    successor = escalate(task, reviewer)
+    mine = row_of(client_for(reviewer).get(reverse("review:queue")).content.decode(), successor)
+    assert "waiting for the escalation group" in mine
+    assert 'data-decidable="false"' in mine
+    theirs = row_of(client_for(escalator).get(reverse("review:queue")).content.decode(), successor)
+    assert "waiting for" not in theirs and 'data-decidable="false"' not in theirs
+    assert ">open<" in theirs
+
+
+def test_the_task_page_says_who_an_escalated_task_waits_for_and_why(
+    task: ReviewTask, reviewer: User, escalator: User
+) -> None:
+    successor = escalate(task, reviewer, "a refund over the limit")
+    html = page_of(client_for(reviewer), successor)
+    assert 'id="decide"' not in html
+    waiting = re.search(r'<section class="card waiting".*?</section>', html, flags=re.S)
+    assert waiting is not None
+    assert "triage-escalation" in waiting.group()  # the group, by name
+    assert "you may see it but not decide it" in waiting.group()
+    why = re.search(r'<p class="why">.*?</p>', html, flags=re.S)
+    assert why is not None
+    assert "reviewer" in why.group() and "a refund over the limit" in why.group()
+    assert f"task #{task.pk}" in why.group()
+    # The escalation group decides it, and escalation is one level deep: no Escalate there.
+    theirs = page_of(client_for(escalator), successor)
+    assert 'id="decide"' in theirs
+    assert 'value="escalate"' not in theirs
+    assert 'value="approve"' in theirs and 'value="reject"' in theirs
+
+
+def test_without_an_escalation_group_the_admins_are_named(
+    make_gate_workflow: Callable[..., Workflow], start: Callable[..., Run], reviewer: User
+) -> None:
+    workflow = make_gate_workflow(escalation=False)
+    task = ReviewTask.objects.get(run=start(workflow))
+    successor = escalate(task, reviewer)
+    html = unescape(page_of(client_for(reviewer), successor))
+    assert "waits for the workflow's admins" in html
+    queue = client_for(reviewer).get(reverse("review:queue")).content.decode()
+    assert "waiting for the workflow's admins" in unescape(row_of(queue, successor))

@@ -211,3 +211,9 @@ def action_done(action: str) -> str:
     """A review action in the past tense, as declared: "edited and approved"."""
     declared = REVIEW_ACTIONS.get(action)
     return declared.done if declared else str(action)
+
+
+@register.filter
+def lookup(mapping: Any, key: Any) -> Any:
+    """mapping[key], or None: `{{ waiting|lookup:t.pk }}`."""
+    return mapping.get(key) if isinstance(mapping, dict) else None

@@ -113,6 +113,7 @@ def _render_task(
     *,
     status: int = 200,
     error: str = "",
+    reason_error: str = "",
     conflict: str = "",
     form_data: Any = None,
 ) -> HttpResponse:
@@ -133,6 +134,8 @@ def _render_task(
         "task": task,
         "shown": detail.shown,
         "error": error,
+        # Shown at the reason field itself, which gets the focus.
+        "reason_error": _sentence(reason_error),
         "conflict": conflict,
         "actionable": detail.can_decide and task.status in ReviewTask.LIVE and not held_by_other,
         "held_by_other": held_by_other,
@@ -163,6 +166,13 @@ def _actions(task: ReviewTask) -> list[ReviewAction]:
             a.value == Decision.Action.ESCALATE and task.audience == ReviewTask.Audience.ESCALATION
         )
     ]
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return ""
+    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
 
 
 def _listed(words: Any) -> str:
@@ -219,8 +229,17 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
     detail = _detail(request, pk)
     form = DecisionForm(request.POST)
     if not form.is_valid():
-        message = "; ".join(f"{k}: {' '.join(str(e) for e in v)}" for k, v in form.errors.items())
-        return _render_task(request, detail, status=400, error=message, form_data=request.POST)
+        errors = dict(form.errors.items())
+        reason_error = " ".join(str(e) for e in errors.pop("reason", []))
+        message = "; ".join(f"{k}: {' '.join(str(e) for e in v)}" for k, v in errors.items())
+        return _render_task(
+            request,
+            detail,
+            status=400,
+            error=message,
+            reason_error=reason_error,
+            form_data=request.POST,
+        )
     action = form.cleaned_data["action"]
     output = None
     if action == "edit":
@@ -244,7 +263,18 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
             request, _detail(request, pk), status=409, conflict=str(exc), form_data=request.POST
         )
     except InvalidInput as exc:
-        return _render_task(request, detail, status=400, error=str(exc), form_data=request.POST)
+        # A refusal about the reason (missing, too long) is shown at the reason field.
+        about_reason = (
+            REVIEW_ACTIONS[action].needs_reason and not form.cleaned_data["reason"].strip()
+        )
+        return _render_task(
+            request,
+            detail,
+            status=400,
+            error="" if about_reason else str(exc),
+            reason_error=str(exc) if about_reason else "",
+            form_data=request.POST,
+        )
     except NotAllowed as exc:
         return _render_task(request, detail, status=403, error=str(exc))
     messages.success(request, f"Task {pk}: {REVIEW_ACTIONS[action].done}.")

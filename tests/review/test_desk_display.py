@@ -123,6 +123,12 @@ def test_percent_formats_every_kind_of_number_and_nothing_else() -> None:
     assert percent(None) == "—"
     assert percent("0.6053478722680969") == "—"  # not a number: never repeated or shown raw
     assert percent(True) == "—"
+    # Below 1 is never shown as 100%, above 0 never as 0%.
+    assert percent(0.997) == "99.7%"
+    assert percent(0.9999) == "99.99%"
+    assert percent(0.999999) == "99.99%"
+    assert percent(0.004) == "0.4%"
+    assert percent(0.0000001) == "0.01%"
 
 
 def test_the_gate_reason_gives_threshold_and_confidence_as_percentages() -> None:

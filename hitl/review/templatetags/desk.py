@@ -15,7 +15,7 @@ from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
 from workflows.models import ReviewTask
-from workflows.models.review import REVIEW_ACTIONS
+from workflows.models.review import REVIEW_ACTIONS, ReviewAction
 
 register = template.Library()
 
@@ -94,14 +94,27 @@ def _number(value: Any) -> float | None:
 
 @register.filter
 def percent(value: Any, digits: int = 0) -> str:
-    """A score in [0, 1] as a percentage, the one way the desk shows confidence: "61%"."""
+    """A score in [0, 1] as a percentage, the one way the desk shows confidence: "61%".
+
+    Never "100%" for a score below 1, nor "0%" for one above 0: such a score gets a digit or
+    two more ("99.7%"), and past that is cut, not rounded, to "99.99%" or "0.01%".
+    """
     number = _number(value)
     if number is None:
         return "—"
-    text = f"{number * 100:.{digits}f}"
+    for extra in range(3):
+        text = _fixed(number * 100, digits + extra)
+        if not ((text == "100" and number < 1) or (text == "0" and number > 0)):
+            return f"{text}%"
+    edge = 100 - 10 ** -(digits + 2) if number < 1 and number > 0.5 else 10 ** -(digits + 2)
+    return f"{_fixed(edge, digits + 2)}%"
+
+
+def _fixed(number: float, digits: int) -> str:
+    text = f"{number:.{digits}f}"
     if "." in text:
         text = text.rstrip("0").rstrip(".")
-    return f"{text}%"
+    return "0" if text == "-0" else text
 
 
 def _percent_apart(value: float, other: float) -> str:
@@ -217,3 +230,9 @@ def action_done(action: str) -> str:
 def lookup(mapping: Any, key: Any) -> Any:
     """mapping[key], or None: `{{ waiting|lookup:t.pk }}`."""
     return mapping.get(key) if isinstance(mapping, dict) else None
+
+
+@register.simple_tag
+def review_actions() -> list[ReviewAction]:
+    """Every review action as declared, for the shortcuts help: `{% review_actions as a %}`."""
+    return list(REVIEW_ACTIONS.values())

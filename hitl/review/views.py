@@ -284,14 +284,12 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
 def _next(request: HttpRequest, *, workflow: Workflow | None = None, last: str) -> HttpResponse:
     """The next task is claimed and shown at once; with none to claim, one the reviewer
     still holds; at the claims cap, the reviewer is told why and taken to a held task."""
+    capped = False
     try:
         task = services.review_claim_next(user=request.user, workflow=workflow)
     except Conflict as exc:
         messages.error(request, f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
-        task = None
-    else:
-        if task is None:
-            messages.info(request, f"{last} The queue refreshes on its own.")
+        task, capped = None, True
     if task is not None:
         return redirect("review:task", pk=task.pk)
     held = services.review_claims_held(user=request.user)
@@ -299,8 +297,12 @@ def _next(request: HttpRequest, *, workflow: Workflow | None = None, last: str) 
         held = held.filter(workflow=workflow)
     current = held.order_by(*QUEUE_ORDER).first()
     if current is not None:
-        messages.info(request, f"You still hold task {current.pk}.")
+        # One message that matches the page it is shown on: a task, not an empty queue.
+        nothing_new = "" if capped else "Nothing new is waiting for you. "
+        messages.info(request, f"{nothing_new}You still hold task {current.pk}.")
         return redirect("review:task", pk=current.pk)
+    if not capped:
+        messages.info(request, f"{last} The queue refreshes on its own.")
     return redirect("review:queue")
 
 

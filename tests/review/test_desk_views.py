@@ -346,3 +346,20 @@ def test_the_input_is_shown_in_the_schema_order(
     detail = client_for(reviewer).get(reverse("review:task", args=[task.pk])).context["d"]
     assert list(detail.input)[:4] == ["subject", "body", "answer", "confidence"]
     assert "zzz_extra" in detail.input
+
+
+def test_after_a_decision_a_task_still_held_is_shown_with_one_message(
+    task: ReviewTask, reviewer: User, workflow: Workflow, start: Callable[..., Run]
+) -> None:
+    client = client_for(reviewer)
+    held = ReviewTask.objects.get(run=start(workflow))
+    client.post(reverse("review:claim", args=[held.pk]))
+    response = client.post(
+        reverse("review:decide", args=[task.pk]), {"action": "approve"}, follow=True
+    )
+    assert response.redirect_chain[-1][0] == reverse("review:task", args=[held.pk])
+    shown = [str(m) for m in response.context["messages"]]
+    assert shown == [
+        f"Task {task.pk}: approved.",
+        f"Nothing new is waiting for you. You still hold task {held.pk}.",
+    ]

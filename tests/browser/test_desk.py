@@ -181,9 +181,15 @@ def test_the_desk_fits_a_phone_width(
     page.wait_for_url("**/review/tasks/*/")
     task_url = page.url
     assert page.evaluate(fits), "an open task scrolls sideways"
-    page.keyboard.press("a")
-    page.wait_for_selector("text=approved.")
+    page.keyboard.press("e")
+    page.keyboard.type("a refund, not a technical question")
+    ai_label = page.input_value("#out-label")
+    page.select_option("#out-label", "other" if ai_label != "other" else "account")
+    assert page.evaluate(fits), "the edit box scrolls sideways"
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("text=edited and approved.")
     page.goto(task_url)
+    assert page.locator(".outcome del").inner_text() == ai_label
     assert page.evaluate(fits), "a decided task scrolls sideways"
     # The run history may scroll inside its own box; the page does not.
     assert page.locator("table.history").is_visible()

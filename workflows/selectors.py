@@ -111,6 +111,14 @@ class TaskDetail:
     can_reassign: bool
     claimed_by_me: bool
     escalated_to: ReviewTask | None = None
+    # This task's own decision, once decided (or escalated), and the output it sent on: the
+    # gate's output (the AI's answer approved, the reviewer's edit, or None when rejected).
+    decision: Decision | None = None
+    final_output: Any = None
+    # The decision that escalated this task to the escalation level, if one did.
+    escalation: Decision | None = None
+    # Who decides the task, in words ("the escalation group (ops-leads)").
+    waits_for: str = ""
 
 
 def review_task_get(*, user: Any, task_id: int) -> TaskDetail:
@@ -127,6 +135,8 @@ def review_task_get(*, user: Any, task_id: int) -> TaskDetail:
     access_task_view(user=user, task=task)
     guarded = task.guarded
     chain = [t.pk for t in (task.escalated_from, task) if t is not None]
+    decisions = list(Decision.objects.filter(task_id__in=chain).select_related("reviewer", "task"))
+    decision = next((d for d in decisions if d.task_id == task.pk), None)
     return TaskDetail(
         task=task,
         input=_in_schema_order(task.run.input, task.run.version_id),
@@ -136,14 +146,50 @@ def review_task_get(*, user: Any, task_id: int) -> TaskDetail:
             step_output_schema(task.run.version_id, guarded.step_id) if guarded else None
         ),
         steps=list(StepRun.objects.filter(run_id=task.run_id).order_by("position")),
-        decisions=list(
-            Decision.objects.filter(task_id__in=chain).select_related("reviewer", "task")
-        ),
+        decisions=decisions,
         can_decide=can_decide_task(user, task),
         can_reassign=is_workflow_admin(user, task.workflow),
         claimed_by_me=task.status == ReviewTask.Status.CLAIMED and task.claimed_by_id == user.pk,
         escalated_to=ReviewTask.objects.filter(escalated_from=task).first(),
+        decision=decision,
+        final_output=decision_output(decision, guarded.output if guarded else None),
+        escalation=next((d for d in decisions if d.task_id == task.escalated_from_id), None),
+        waits_for=task_audience(task, named=True),
     )
+
+
+def task_audience(task: ReviewTask, *, named: bool = False) -> str:
+    """Who decides `task`, in words. `named` adds the group's name (one query more)."""
+    workflow = task.workflow
+    if task.audience == ReviewTask.Audience.ESCALATION:
+        if workflow.escalation_group_id is None:
+            return "the workflow's admins"
+        group = workflow.escalation_group if named else None
+        return f"the escalation group ({group.name})" if group else "the escalation group"
+    group = workflow.reviewer_group if named and workflow.reviewer_group_id else None
+    return f"the reviewers ({group.name})" if group else "the workflow's reviewers"
+
+
+def review_tasks_decidable(*, user: Any, tasks: Iterable[ReviewTask]) -> set[int]:
+    """Which of `tasks` (a page of the queue) `user` may decide, in one query."""
+    ids = [task.pk for task in tasks]
+    if not ids:
+        return set()
+    return set(
+        ReviewTask.objects.filter(tasks_decidable_q(user), pk__in=ids).values_list("pk", flat=True)
+    )
+
+
+def decision_output(decision: Decision | None, answer: Any) -> Any:
+    """The output a decision sent on to the gate (as `run_resume` received it): the AI's
+    `answer` when approved, the edit when edited, None when rejected or not (yet) decided."""
+    if decision is None:
+        return None
+    if decision.action == Decision.Action.APPROVE:
+        return answer
+    if decision.action == Decision.Action.EDIT:
+        return decision.edited_output
+    return None
 
 
 def _in_schema_order(data: Any, version_id: int) -> Any:

@@ -21,7 +21,7 @@ from hitl.review.forms import DecisionForm, EditError, FilterForm, edit_fields, 
 from workflows import selectors, services
 from workflows.errors import Conflict, InvalidInput, NotAllowed
 from workflows.models import Decision, ReviewTask, Workflow
-from workflows.models.review import QUEUE_ORDER, REVIEW_ACTIONS
+from workflows.models.review import QUEUE_ORDER, REVIEW_ACTIONS, ReviewAction
 
 PAGE_SIZE = 50
 
@@ -60,8 +60,15 @@ def queue(request: HttpRequest) -> HttpResponse:
     rows, next_cursor = selectors.review_task_page(tasks, after=after, size=PAGE_SIZE)
     query = request.GET.copy()
     query.pop("after", None)
+    decidable = selectors.review_tasks_decidable(user=request.user, tasks=rows)
     context = {
+        # Each row with who it waits for when the viewer may see it but not decide it.
         "rows": rows,
+        "waiting": {
+            t.pk: selectors.task_audience(t)
+            for t in rows
+            if t.pk not in decidable and t.status in ReviewTask.LIVE
+        },
         "filters": form,
         "counts": selectors.review_task_counts(user=request.user, workflow=workflow),
         "workflows": selectors.workflows_with_tasks_visible(user=request.user),
@@ -106,6 +113,7 @@ def _render_task(
     *,
     status: int = 200,
     error: str = "",
+    reason_error: str = "",
     conflict: str = "",
     form_data: Any = None,
 ) -> HttpResponse:
@@ -118,27 +126,53 @@ def _render_task(
     if not conflict and task.status not in ReviewTask.LIVE:
         conflict = _closed_message(detail)
     data = form_data or {}
+    actions = _actions(task)
     current = detail.shown.get("output")
+    edited = _edited(detail, data)
     context = {
         "d": detail,
         "task": task,
         "shown": detail.shown,
         "error": error,
+        # Shown at the reason field itself, which gets the focus.
+        "reason_error": _sentence(reason_error),
         "conflict": conflict,
         "actionable": detail.can_decide and task.status in ReviewTask.LIVE and not held_by_other,
         "held_by_other": held_by_other,
-        "actions": REVIEW_ACTIONS.values(),
-        "needs_reason": _listed(a.label.lower() for a in REVIEW_ACTIONS.values() if a.needs_reason),
+        "actions": actions,
+        "needs_reason": _listed(a.label.lower() for a in actions if a.needs_reason),
         "max_reason": Decision.MAX_REASON,
-        "edit_fields": edit_fields(
-            detail.output_schema, _edited(detail, data) or current, original=current
-        ),
+        "edit_fields": edit_fields(detail.output_schema, edited or current, original=current),
+        # The edit box's diff, as the server sees the fields (the page's script keeps it live).
+        "edited": current if edited is None else edited,
         "reason": data.get("reason", ""),
         "chosen": data.get("action", ""),
         "now": now,
+        "live": ReviewTask.LIVE,
+        "rejected": detail.decision is not None
+        and detail.decision.action == Decision.Action.REJECT,
     }
     template = "review/task.html#task" if _partial(request) else "review/task.html"
     return render(request, template, context, status=status)
+
+
+def _actions(task: ReviewTask) -> list[ReviewAction]:
+    """The actions the desk offers: escalation is one level deep, so an escalated task
+    (one for the escalation level) cannot be escalated again."""
+    return [
+        a
+        for a in REVIEW_ACTIONS.values()
+        if not (
+            a.value == Decision.Action.ESCALATE and task.audience == ReviewTask.Audience.ESCALATION
+        )
+    ]
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return ""
+    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
 
 
 def _listed(words: Any) -> str:
@@ -149,11 +183,15 @@ def _listed(words: Any) -> str:
 def _closed_message(detail: selectors.TaskDetail) -> str:
     task = detail.task
     if task.status == ReviewTask.Status.DECIDED:
-        decision = next((d for d in detail.decisions if d.task_id == task.pk), None)
+        decision = detail.decision
         by = f" by {decision.reviewer}" if decision else ""
         return f"This task has already been decided{by}."
     if task.status == ReviewTask.Status.ESCALATED:
-        return "This task has been escalated; the escalation group carries on."
+        successor = detail.escalated_to
+        if successor is None:
+            return "This task has been escalated; the escalation level carries on."
+        waits = selectors.task_audience(successor, named=True)
+        return f"This task has been escalated: task {successor.pk} carries on, for {waits}."
     return "This task was cancelled with its run."
 
 
@@ -191,8 +229,17 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
     detail = _detail(request, pk)
     form = DecisionForm(request.POST)
     if not form.is_valid():
-        message = "; ".join(f"{k}: {' '.join(str(e) for e in v)}" for k, v in form.errors.items())
-        return _render_task(request, detail, status=400, error=message, form_data=request.POST)
+        errors = dict(form.errors.items())
+        reason_error = " ".join(str(e) for e in errors.pop("reason", []))
+        message = "; ".join(f"{k}: {' '.join(str(e) for e in v)}" for k, v in errors.items())
+        return _render_task(
+            request,
+            detail,
+            status=400,
+            error=message,
+            reason_error=reason_error,
+            form_data=request.POST,
+        )
     action = form.cleaned_data["action"]
     output = None
     if action == "edit":
@@ -216,7 +263,18 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
             request, _detail(request, pk), status=409, conflict=str(exc), form_data=request.POST
         )
     except InvalidInput as exc:
-        return _render_task(request, detail, status=400, error=str(exc), form_data=request.POST)
+        # A refusal about the reason (missing, too long) is shown at the reason field.
+        about_reason = (
+            REVIEW_ACTIONS[action].needs_reason and not form.cleaned_data["reason"].strip()
+        )
+        return _render_task(
+            request,
+            detail,
+            status=400,
+            error="" if about_reason else str(exc),
+            reason_error=str(exc) if about_reason else "",
+            form_data=request.POST,
+        )
     except NotAllowed as exc:
         return _render_task(request, detail, status=403, error=str(exc))
     messages.success(request, f"Task {pk}: {REVIEW_ACTIONS[action].done}.")
@@ -226,14 +284,12 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
 def _next(request: HttpRequest, *, workflow: Workflow | None = None, last: str) -> HttpResponse:
     """The next task is claimed and shown at once; with none to claim, one the reviewer
     still holds; at the claims cap, the reviewer is told why and taken to a held task."""
+    capped = False
     try:
         task = services.review_claim_next(user=request.user, workflow=workflow)
     except Conflict as exc:
         messages.error(request, f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
-        task = None
-    else:
-        if task is None:
-            messages.info(request, f"{last} The queue refreshes on its own.")
+        task, capped = None, True
     if task is not None:
         return redirect("review:task", pk=task.pk)
     held = services.review_claims_held(user=request.user)
@@ -241,8 +297,12 @@ def _next(request: HttpRequest, *, workflow: Workflow | None = None, last: str) 
         held = held.filter(workflow=workflow)
     current = held.order_by(*QUEUE_ORDER).first()
     if current is not None:
-        messages.info(request, f"You still hold task {current.pk}.")
+        # One message that matches the page it is shown on: a task, not an empty queue.
+        nothing_new = "" if capped else "Nothing new is waiting for you. "
+        messages.info(request, f"{nothing_new}You still hold task {current.pk}.")
         return redirect("review:task", pk=current.pk)
+    if not capped:
+        messages.info(request, f"{last} The queue refreshes on its own.")
     return redirect("review:queue")
 
 

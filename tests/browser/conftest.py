@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -26,13 +27,37 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 LABELS = ["billing", "technical", "account", "shipping", "other"]
 
 
-def pytest_collection_modifyitems(config: Any, items: list[pytest.Item]) -> None:
-    if CHROMIUM:
-        return
+@dataclass(frozen=True)
+class MissingBrowser:
+    fail: bool
+    message: str
+
+
+def missing_browser(chromium: str | None, environ: Mapping[str, str]) -> MissingBrowser | None:
+    """What to do with the tests that need a browser: None when Chromium is there to run them.
+
+    Outside CI a missing Chromium skips them, with the reason in the summary (`-ra`). Under CI
+    (the CI variable set to anything non-empty) it fails them: a browser quietly missing from
+    the CI image would otherwise turn every browser test into a skip that looks like a pass.
+    """
+    if chromium:
+        return None
     reason = "Chromium is not installed: apt-get install chromium (.ci/run installs it)"
-    for item in items:
-        if "tests/browser/" in str(item.fspath):
-            item.add_marker(pytest.mark.skip(reason=reason))
+    if environ.get("CI"):
+        return MissingBrowser(True, f"{reason}; CI is set, so a missing browser is a failure")
+    return MissingBrowser(False, reason)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: Any) -> None:
+    if "browser" not in getattr(item, "fixturenames", ()):
+        return
+    verdict = missing_browser(CHROMIUM, os.environ)
+    if verdict is None:
+        return
+    if verdict.fail:
+        pytest.fail(verdict.message, pytrace=False)
+    pytest.skip(verdict.message)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from urllib.parse import quote
 
@@ -9,11 +10,12 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
+from django.utils.html import escape
 
 from hitl.review import views
 from tests.helpers import database_state
 from workflows.models import Decision, ReviewTask, Run, StepRun, Workflow
-from workflows.models.review import QUEUE_ORDER
+from workflows.models.review import QUEUE_ORDER, REVIEW_ACTIONS
 
 HX = {"HTTP_HX_REQUEST": "true"}
 
@@ -65,7 +67,7 @@ def test_the_task_page_renders_a_full_page_or_the_htmx_partial(
     page = client.get(reverse("review:task", args=[task.pk])).content.decode()
     assert "<html" in page
     assert "billing" in page and "50%" in page  # the answer and its confidence
-    assert "below threshold 0.80 (0.50)" in page
+    assert "below threshold 80% (confidence 50%)" in page
     assert 'name="action" value="approve"' in page
     fragment = client.get(reverse("review:task", args=[task.pk]), **HX).content.decode()
     assert "<html" not in fragment and fragment.lstrip().startswith("<article")
@@ -150,8 +152,51 @@ def test_an_override_without_a_reason_is_refused_and_changes_nothing(
         reverse("review:decide", args=[task.pk]), {"action": "reject", "reason": "  "}
     )
     assert response.status_code == 400
-    assert "a reason is required to reject" in response.content.decode()
+    html = response.content.decode()
+    # Without JavaScript too, the message is at the reason field, which has the focus.
+    field = re.search(r"<textarea id=\"reason\"[^>]*>", html)
+    assert field is not None
+    assert 'aria-invalid="true"' in field.group() and "autofocus" in field.group()
+    assert 'aria-describedby="reason-error"' in field.group()
+    message = re.search(r'<p id="reason-error"[^>]*>(.*?)</p>', html, flags=re.S)
+    assert message is not None and 'role="alert"' in message.group()
+    assert message.group(1) == "A reason is required to reject."
     assert database_state() == before  # no decision, no claim, no audit event
+
+
+def test_without_an_error_the_reason_field_is_plain(task: ReviewTask, reviewer: User) -> None:
+    html = client_for(reviewer).get(reverse("review:task", args=[task.pk])).content.decode()
+    field = re.search(r"<textarea id=\"reason\"[^>]*>", html)
+    assert field is not None
+    assert "aria-invalid" not in field.group() and "autofocus" not in field.group()
+    assert re.search(r'<p id="reason-error"[^>]*hidden', html)
+
+
+def test_enter_in_a_one_line_field_cannot_submit_a_decision(
+    task: ReviewTask, reviewer: User
+) -> None:
+    # A browser submits a form on Enter in a one-line field with its first submit button,
+    # which would be Approve; a disabled first button makes Enter do nothing, script or not.
+    html = client_for(reviewer).get(reverse("review:task", args=[task.pk])).content.decode()
+    form = html[html.index('id="decide"') :]
+    first = re.search(r"<button[^>]*>", form)
+    assert first is not None
+    assert 'type="submit"' in first.group() and "disabled" in first.group()
+    assert 'name="action"' not in first.group()
+
+
+def test_the_shortcuts_help_lists_every_review_action_as_declared(
+    task: ReviewTask, reviewer: User
+) -> None:
+    html = client_for(reviewer).get(reverse("review:task", args=[task.pk])).content.decode()
+    help_dialog = html[html.index('<dialog id="help"') : html.index("</dialog>")]
+    for action in REVIEW_ACTIONS.values():
+        row = re.search(rf"<tr><td><kbd>{action.key}</kbd></td><td>(.*?)</td></tr>", help_dialog)
+        assert row is not None, action.value
+        assert escape(action.label) in row.group(1)
+        if action.needs_reason:
+            assert "reason" in row.group(1)
+    assert "Ctrl</kbd>+<kbd>Enter" in help_dialog
 
 
 def test_edit_and_approve_puts_the_edit_on_the_gate(task: ReviewTask, reviewer: User) -> None:
@@ -288,3 +333,20 @@ def test_the_input_is_shown_in_the_schema_order(
     detail = client_for(reviewer).get(reverse("review:task", args=[task.pk])).context["d"]
     assert list(detail.input)[:4] == ["subject", "body", "answer", "confidence"]
     assert "zzz_extra" in detail.input
+
+
+def test_after_a_decision_a_task_still_held_is_shown_with_one_message(
+    task: ReviewTask, reviewer: User, workflow: Workflow, start: Callable[..., Run]
+) -> None:
+    client = client_for(reviewer)
+    held = ReviewTask.objects.get(run=start(workflow))
+    client.post(reverse("review:claim", args=[held.pk]))
+    response = client.post(
+        reverse("review:decide", args=[task.pk]), {"action": "approve"}, follow=True
+    )
+    assert response.redirect_chain[-1][0] == reverse("review:task", args=[held.pk])
+    shown = [str(m) for m in response.context["messages"]]
+    assert shown == [
+        f"Task {task.pk}: approved.",
+        f"Nothing new is waiting for you. You still hold task {held.pk}.",
+    ]

@@ -58,7 +58,11 @@ def test_an_answer_at_the_threshold_passes_and_below_goes_to_review(
     assert (task.reason, task.status, task.audience) == ("below_threshold", "open", "reviewers")
     assert task.step_run == gate
     assert task.guarded == StepRun.objects.get(run=below, step_id="classify")
-    verbs = set(AuditEvent.objects.filter(object_id=str(task.pk)).values_list("verb", flat=True))
+    verbs = set(
+        AuditEvent.objects.filter(object_type="review_task", object_id=str(task.pk)).values_list(
+            "verb", flat=True
+        )
+    )
     assert verbs == {"review.created"}
     event = AuditEvent.objects.get(verb="gate.decided", object_id=str(gate.pk))
     assert event.payload["reason"] == "below_threshold"

@@ -336,6 +336,9 @@ def app_redis(var: Path, database_url: str) -> str | None:
 def run_app(host: str, port: int, var: Path, env: dict[str, str], signals: Signals) -> int:
     for key, value in RUN_DEFAULTS.items():
         env.setdefault(key, value)
+    # Beat's schedule and the run record live here, even when no private server was started
+    # (DATABASE_URL and REDIS_URL both set).
+    var.mkdir(parents=True, exist_ok=True)
     manage = [sys.executable, "manage.py"]
     for step in (["migrate", "--noinput"], ["seed_demo"]):
         code = foreground(manage + step, env, signals, ROOT)

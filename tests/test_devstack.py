@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from subprocess import PIPE
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -366,3 +367,19 @@ def test_manage_py_in_a_fresh_shell_uses_the_running_apps_servers(
     proc.terminate()
     assert proc.wait(timeout=30) == 0
     assert not (var / devstack.APP_RECORD).exists()
+
+
+def test_run_makes_var_even_when_it_starts_no_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With DATABASE_URL and REDIS_URL both set, no private server creates var/; beat's
+    # schedule and the run record still live there.
+    with private_var() as var:
+        seen: list[bool] = []
+
+        def migrate_fails(*args: Any, **kwargs: Any) -> int:
+            seen.append(var.is_dir())
+            return 3
+
+        monkeypatch.setattr(devstack, "foreground", migrate_fails)
+        quiet = SimpleNamespace(received=None)
+        assert devstack.run_app("127.0.0.1", 8000, var, {}, quiet) == 3  # type: ignore[arg-type]
+        assert seen == [True]

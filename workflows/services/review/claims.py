@@ -56,6 +56,8 @@ def review_claim_next(
     """
     now = now or timezone.now()
     with transaction.atomic():
+        # First, so that a reviewer at the cap locks no candidate row.
+        _check_cap(user, now)
         candidates = (
             ReviewTask.objects.filter(tasks_decidable_q(user))
             .filter(
@@ -70,7 +72,6 @@ def review_claim_next(
         task = candidates.order_by(*QUEUE_ORDER).select_for_update(skip_locked=True).first()
         if task is None:
             return None
-        _check_cap(task, user, now)
         _claim(task, user, now)
     return task
 
@@ -197,7 +198,7 @@ def claim_take(task: ReviewTask, user: Any, now: datetime) -> None:
         raise Conflict(claimed_message(task))
     if task.assignee_id not in (None, user.pk) and not is_workflow_admin(user, task.workflow):
         raise Conflict(f"task {task.pk} is assigned to {task.assignee}")
-    _check_cap(task, user, now)
+    _check_cap(user, now, claiming=task.pk)
     _claim(task, user, now)
 
 
@@ -296,20 +297,35 @@ def _held_by_other(task: ReviewTask, user: Any, now: datetime) -> bool:
     )
 
 
-def _check_cap(task: ReviewTask, user: Any, now: datetime) -> None:
-    """Refuse a new claim to a reviewer who already holds the maximum number of live claims."""
+def _check_cap(user: Any, now: datetime, *, claiming: int | None = None) -> None:
+    """Refuse a new claim to a reviewer who already holds the maximum number of live claims.
+
+    One round trip: the reviewer's lock, then the count, two statements in one message. Each
+    statement has its own snapshot, so the count sees every claim committed before the lock
+    was granted, and two claims by one reviewer cannot both pass the cap.
+    """
     cap = settings.HITL_REVIEW_MAX_CLAIMS
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_CLAIMS_LOCK, user.pk])
-    held = list(
+        cursor.execute(_HELD_SQL, [_CLAIMS_LOCK, user.pk, user.pk, now, claiming or 0])
+        cursor.nextset()
+        (held,) = cursor.fetchone()
+    if held < cap:
+        return
+    ids = (
         review_claims_held(user=user, now=now)
-        .exclude(pk=task.pk)
+        .exclude(pk=claiming)
         .order_by(*QUEUE_ORDER)
         .values_list("pk", flat=True)[:cap]
     )
-    if len(held) >= cap:
-        tasks = ", ".join(f"#{pk}" for pk in held)
-        raise Conflict(
-            f"you already hold {cap} claims ({tasks}): decide or release one of them"
-            " before you take another"
-        )
+    tasks = ", ".join(f"#{pk}" for pk in ids)
+    raise Conflict(
+        f"you already hold {cap} claims ({tasks}): decide or release one of them"
+        " before you take another"
+    )
+
+
+_HELD_SQL = """
+SELECT pg_advisory_xact_lock(%s, %s);
+SELECT count(*) FROM workflows_reviewtask
+WHERE status = 'claimed' AND claimed_by_id = %s AND claim_expires_at > %s AND id <> %s
+"""

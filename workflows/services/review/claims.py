@@ -313,7 +313,7 @@ def _check_cap(user: Any, now: datetime, *, claiming: int | None = None) -> None
         return
     ids = (
         review_claims_held(user=user, now=now)
-        .exclude(pk=claiming)
+        .exclude(pk=claiming or 0)
         .order_by(*QUEUE_ORDER)
         .values_list("pk", flat=True)[:cap]
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q, Value
 
 from workflows.errors import NotAllowed
 from workflows.models import ReviewTask, Workflow
@@ -81,6 +81,31 @@ def tasks_decidable_q(user: Any) -> Q:
             workflow_id__in=_workflows_with("escalation_group", user),
         )
     )
+
+
+def workflow_decides(user: Any) -> dict[str, Any]:
+    """Annotations for a Workflow queryset: whether `user` may decide its reviewer-level
+    (`decides_reviewers`) and escalation-level (`decides_escalation`) tasks.
+
+    The same rules as `tasks_decidable_q`, per workflow rather than per task, so that a page
+    of tasks learns what its viewer may decide from the few workflows it shows.
+    """
+    if not _usable(user):
+        return {"decides_reviewers": Value(False), "decides_escalation": Value(False)}
+    if user.is_superuser:
+        return {"decides_reviewers": Value(True), "decides_escalation": Value(True)}
+    groups = user.groups.values("pk")
+    admin = Q(
+        Exists(Workflow.admins.through.objects.filter(workflow_id=OuterRef("pk"), user_id=user.pk))
+    )
+    return {
+        "decides_reviewers": ExpressionWrapper(
+            admin | Q(reviewer_group__in=groups), output_field=BooleanField()
+        ),
+        "decides_escalation": ExpressionWrapper(
+            admin | Q(escalation_group__in=groups), output_field=BooleanField()
+        ),
+    }
 
 
 def is_workflow_admin(user: Any, workflow: Workflow) -> bool:

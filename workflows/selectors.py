@@ -17,6 +17,7 @@ from workflows.access import (
     is_workflow_admin,
     tasks_decidable_q,
     tasks_visible_q,
+    workflow_decides,
     workflows_visible_q,
 )
 from workflows.definitions import DefinitionError, parse_source
@@ -92,8 +93,13 @@ def review_task_counts(
 
 
 def workflows_with_tasks_visible(*, user: Any) -> QuerySet[Workflow]:
-    """The workflows whose tasks the user may see (for the queue's filter)."""
-    return Workflow.objects.filter(workflows_visible_q(user)).order_by("name")
+    """The workflows whose tasks the user may see (for the queue's filter), each with what the
+    user may decide there (`decides_reviewers`, `decides_escalation`)."""
+    return (
+        Workflow.objects.filter(workflows_visible_q(user))
+        .annotate(**workflow_decides(user))
+        .order_by("name")
+    )
 
 
 @dataclass(frozen=True)
@@ -170,14 +176,21 @@ def task_audience(task: ReviewTask, *, named: bool = False) -> str:
     return f"the reviewers ({group.name})" if group else "the workflow's reviewers"
 
 
-def review_tasks_decidable(*, user: Any, tasks: Iterable[ReviewTask]) -> set[int]:
-    """Which of `tasks` (a page of the queue) `user` may decide, in one query."""
-    ids = [task.pk for task in tasks]
-    if not ids:
-        return set()
-    return set(
-        ReviewTask.objects.filter(tasks_decidable_q(user), pk__in=ids).values_list("pk", flat=True)
-    )
+def review_tasks_decidable(
+    *, tasks: Iterable[ReviewTask], workflows: Iterable[Workflow]
+) -> set[int]:
+    """Which of `tasks` (a page of the queue) the user may decide, from `workflows` as
+    `workflows_with_tasks_visible` gives them: no query of its own."""
+    decides: dict[int, dict[str, bool]] = {
+        wf.pk: {
+            ReviewTask.Audience.REVIEWERS: wf.decides_reviewers,  # type: ignore[attr-defined]
+            ReviewTask.Audience.ESCALATION: wf.decides_escalation,  # type: ignore[attr-defined]
+        }
+        for wf in workflows
+    }
+    return {
+        task.pk for task in tasks if decides.get(task.workflow_id, {}).get(task.audience, False)
+    }
 
 
 def decision_output(decision: Decision | None, answer: Any) -> Any:

@@ -60,7 +60,8 @@ def queue(request: HttpRequest) -> HttpResponse:
     rows, next_cursor = selectors.review_task_page(tasks, after=after, size=PAGE_SIZE)
     query = request.GET.copy()
     query.pop("after", None)
-    decidable = selectors.review_tasks_decidable(user=request.user, tasks=rows)
+    workflows = list(selectors.workflows_with_tasks_visible(user=request.user))
+    decidable = selectors.review_tasks_decidable(tasks=rows, workflows=workflows)
     context = {
         # Each row with who it waits for when the viewer may see it but not decide it.
         "rows": rows,
@@ -71,7 +72,7 @@ def queue(request: HttpRequest) -> HttpResponse:
         },
         "filters": form,
         "counts": selectors.review_task_counts(user=request.user, workflow=workflow),
-        "workflows": selectors.workflows_with_tasks_visible(user=request.user),
+        "workflows": workflows,
         "count_cap": selectors.COUNT_CAP,
         "query": query.urlencode(),
         "self_query": request.GET.urlencode(),

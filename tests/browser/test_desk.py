@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -196,25 +197,42 @@ def test_the_desk_fits_a_phone_width(
     assert desk_page.errors == []
 
 
-def open_next_task(desk_page: Any) -> Any:
-    page = desk_page.page
-    page.click("#next-task")
-    page.wait_for_url("**/review/tasks/*/")
-    return ReviewTask.objects.get(pk=int(page.url.rstrip("/").split("/")[-1]))
+@dataclass
+class OpenTask:
+    """One ticket waiting for review, opened by alice with `n` as the desk does it."""
+
+    run: Run
+    task: ReviewTask
+    ai_label: str
+    desk_page: Any
+
+    @property
+    def page(self) -> Any:
+        return self.desk_page.page
 
 
-def test_e_puts_the_cursor_in_the_reason_and_typing_never_changes_the_answer(
+@pytest.fixture
+def open_task(
     worker: Worker,
     desk: dict[str, Any],
     system: Any,
     wait_until: Callable[..., None],
     open_page: Callable[..., Any],
-) -> None:
+) -> OpenTask:
     (run,) = start_tickets(desk, system, wait_until)
     desk_page = open_page("alice")
     page = desk_page.page
-    task = open_next_task(desk_page)
+    page.click("#next-task")
+    page.wait_for_url("**/review/tasks/*/")
+    task = ReviewTask.objects.get(pk=int(page.url.rstrip("/").split("/")[-1]))
     ai_label = StepRun.objects.get(run=run, step_id="classify").output["label"]
+    return OpenTask(run=run, task=task, ai_label=ai_label, desk_page=desk_page)
+
+
+def test_e_puts_the_cursor_in_the_reason_and_typing_never_changes_the_answer(
+    open_task: OpenTask, wait_until: Callable[..., None]
+) -> None:
+    run, task, ai_label, page = open_task.run, open_task.task, open_task.ai_label, open_task.page
     page.keyboard.press("e")
     assert page.evaluate("document.activeElement.id") == "reason"
     assert page.locator("#edit-box").get_attribute("open") is not None
@@ -248,20 +266,11 @@ def test_e_puts_the_cursor_in_the_reason_and_typing_never_changes_the_answer(
     page.wait_for_selector("text=edited and approved")
     wait_until(lambda: Run.objects.get(pk=run.pk).status == Run.Status.COMPLETED)
     assert StepRun.objects.get(run=run, step_id="check").output == {"label": new_label}
-    assert desk_page.errors == []
+    assert open_task.desk_page.errors == []
 
 
-def test_a_missing_reason_is_flagged_at_the_reason_field(
-    worker: Worker,
-    desk: dict[str, Any],
-    system: Any,
-    wait_until: Callable[..., None],
-    open_page: Callable[..., Any],
-) -> None:
-    start_tickets(desk, system, wait_until)
-    desk_page = open_page("alice")
-    page = desk_page.page
-    task = open_next_task(desk_page)
+def test_a_missing_reason_is_flagged_at_the_reason_field(open_task: OpenTask) -> None:
+    task, page = open_task.task, open_task.page
     alert = page.locator("#reason-error[role=alert]")
     assert not alert.is_visible()
     page.keyboard.press("r")
@@ -284,21 +293,13 @@ def test_a_missing_reason_is_flagged_at_the_reason_field(
     page.wait_for_selector("text=escalated.")
     task.refresh_from_db()
     assert task.status == ReviewTask.Status.ESCALATED
-    assert desk_page.errors == []
+    assert open_task.desk_page.errors == []
 
 
 def test_approve_never_drops_an_edit_in_progress(
-    worker: Worker,
-    desk: dict[str, Any],
-    system: Any,
-    wait_until: Callable[..., None],
-    open_page: Callable[..., Any],
+    open_task: OpenTask, wait_until: Callable[..., None]
 ) -> None:
-    (run,) = start_tickets(desk, system, wait_until)
-    desk_page = open_page("alice")
-    page = desk_page.page
-    task = open_next_task(desk_page)
-    ai_label = StepRun.objects.get(run=run, step_id="classify").output["label"]
+    run, task, ai_label, page = open_task.run, open_task.task, open_task.ai_label, open_task.page
     page.keyboard.press("e")
     page.select_option("#out-label", "other" if ai_label != "other" else "account")
     page.keyboard.press("Escape")
@@ -315,20 +316,11 @@ def test_approve_never_drops_an_edit_in_progress(
     page.wait_for_selector("text=approved.")
     wait_until(lambda: Run.objects.get(pk=run.pk).status == Run.Status.COMPLETED)
     assert StepRun.objects.get(run=run, step_id="check").output == {"label": ai_label}
-    assert desk_page.errors == []
+    assert open_task.desk_page.errors == []
 
 
-def test_next_with_only_a_held_task_left_says_so_and_opens_it(
-    worker: Worker,
-    desk: dict[str, Any],
-    system: Any,
-    wait_until: Callable[..., None],
-    open_page: Callable[..., Any],
-) -> None:
-    start_tickets(desk, system, wait_until)
-    desk_page = open_page("alice")
-    page = desk_page.page
-    task = open_next_task(desk_page)
+def test_next_with_only_a_held_task_left_says_so_and_opens_it(open_task: OpenTask) -> None:
+    task, page = open_task.task, open_task.page
     page.keyboard.press("u")
     page.wait_for_url("**/review/")
     page.keyboard.press("n")
@@ -338,4 +330,4 @@ def test_next_with_only_a_held_task_left_says_so_and_opens_it(
         f"Nothing new is waiting for you. You still hold task {task.pk}."
     ]
     assert page.locator("#decide").is_visible()
-    assert desk_page.errors == []
+    assert open_task.desk_page.errors == []

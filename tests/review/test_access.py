@@ -14,7 +14,13 @@ from workflows import services
 from workflows.access import access_task_decide, access_task_view, access_workflow_admin
 from workflows.errors import NotAllowed
 from workflows.models import ReviewTask, Run, Workflow
-from workflows.selectors import review_task_counts, review_task_get, review_task_list
+from workflows.selectors import (
+    review_task_counts,
+    review_task_get,
+    review_task_list,
+    review_tasks_decidable,
+    workflows_with_tasks_visible,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -101,6 +107,9 @@ def test_the_permission_matrix(
 ) -> None:
     user = request.getfixturevalue(who)
     target = tasks[task]
+    # The queue's per-workflow reading of the same rules agrees.
+    workflows = workflows_with_tasks_visible(user=user)
+    assert (target.pk in review_tasks_decidable(tasks=[target], workflows=workflows)) is can_decide
     if can_see:
         assert access_task_view(user=user, task=target) == target
         assert review_task_get(user=user, task_id=target.pk).task == target

@@ -56,8 +56,6 @@ def review_claim_next(
     """
     now = now or timezone.now()
     with transaction.atomic():
-        # First, so that a reviewer at the cap locks no candidate row.
-        _check_cap(user, now)
         candidates = (
             ReviewTask.objects.filter(tasks_decidable_q(user))
             .filter(
@@ -72,6 +70,7 @@ def review_claim_next(
         task = candidates.order_by(*QUEUE_ORDER).select_for_update(skip_locked=True).first()
         if task is None:
             return None
+        _check_cap(user, now, claiming=task.pk)
         _claim(task, user, now)
     return task
 

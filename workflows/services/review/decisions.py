@@ -120,12 +120,13 @@ def review_decide(
             )
         ]
         if escalating:
+            # The escalation's own events go with this one, in one statement.
             review_task_escalate(
                 task=task, run=run, reason="escalated", actor=actor, now=now, events=events
             )
-            AuditEvent.objects.bulk_create(events)
-            return decision
         AuditEvent.objects.bulk_create(events)
+        if escalating:
+            return decision
         _resume(task, run, decision, actor, now)
     return decision
 

@@ -5,6 +5,7 @@ See README.md ("Settings") for the full list.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -199,6 +200,15 @@ HITL_GATE_AUDIT_SECRET = (
     os.environ.get("HITL_GATE_AUDIT_SECRET")
     or hmac.new(SECRET_KEY.encode(), b"hitl.gate.audit_sample", hashlib.sha256).hexdigest()
 )
+# Signing secrets of webhook sources and callback endpoints cannot be hashed (they are needed
+# to sign and verify), so they are encrypted at rest with these Fernet keys: the first
+# encrypts, all decrypt (rotation: put the new key first, re-encrypt, then drop the old one).
+# Derived from SECRET_KEY unless pinned; pin it so stored secrets survive a SECRET_KEY change.
+HITL_SECRETS_KEYS = env_list("HITL_SECRETS_KEYS") or [
+    base64.urlsafe_b64encode(
+        hmac.new(SECRET_KEY.encode(), b"hitl.secrets", hashlib.sha256).digest()
+    ).decode()
+]
 # A reviewer's claim is a lease, renewed while they work; the review sweeper frees lapsed ones.
 HITL_REVIEW_CLAIM = timedelta(seconds=env_float("HITL_REVIEW_CLAIM_SECONDS", 900.0))
 # Renewals never keep one claim past this: then the task goes back to the queue.

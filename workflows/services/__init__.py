@@ -7,7 +7,15 @@ ask of the services is in `hooks`.
 
 from workflows.services.ai import local_model_train, workflow_set_daily_cap
 from workflows.services.audit import Actor, audit_record, audit_seal, audit_verify
+from workflows.services.callbacks import deliveries_enqueue
 from workflows.services.definitions import workflow_import
+from workflows.services.endpoints import (
+    endpoint_create,
+    endpoint_disable,
+    endpoint_enable,
+    endpoint_rotate_secret,
+    endpoint_update,
+)
 from workflows.services.review.claims import (
     review_claim,
     review_claim_next,
@@ -47,6 +55,12 @@ __all__ = [
     "audit_record",
     "audit_seal",
     "audit_verify",
+    "deliveries_enqueue",
+    "endpoint_create",
+    "endpoint_disable",
+    "endpoint_enable",
+    "endpoint_rotate_secret",
+    "endpoint_update",
     "local_model_train",
     "review_claim",
     "review_claim_next",

@@ -20,8 +20,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from workflows import notifications
-from workflows.models import AuditEvent, ReviewTask, Run, StepRun
+from workflows.models import AuditEvent, Event, ReviewTask, Run, StepRun
 from workflows.services.audit import Actor, audit_event, audit_record
+from workflows.services.callbacks import task_event
 from workflows.services.hooks import spent_today
 from workflows.services.review.claims import claim_at_maximum, claim_drop
 from workflows.services.review.tasks import SYSTEM as REVIEW_SYSTEM
@@ -151,6 +152,7 @@ def review_sla_breach(*, now: datetime | None = None, limit: int = 500) -> dict[
             task.breached_at = now
             task.save(update_fields=["breached_at"])
             notifications.notify_sla_breached(task)
+            task_event(task=task, event=Event.TASK_SLA_BREACHED, now=now)
         AuditEvent.objects.bulk_create(
             [
                 audit_event(
@@ -258,3 +260,4 @@ def _budget_requeue(step_run_pk: int, now: datetime) -> bool:
             now=now,
         )
     return True
+

@@ -9,6 +9,7 @@ from workflows.services.ai import local_model_train, workflow_set_daily_cap
 from workflows.services.audit import Actor, audit_record, audit_seal, audit_verify
 from workflows.services.callbacks import deliveries_enqueue
 from workflows.services.definitions import workflow_import
+from workflows.services.deliveries import delivery_redeliver, delivery_send
 from workflows.services.endpoints import (
     endpoint_create,
     endpoint_disable,
@@ -42,6 +43,7 @@ from workflows.services.steps import (
 )
 from workflows.services.sweepers import (
     ai_budget_sweep,
+    deliveries_sweep,
     review_claims_expire,
     review_sla_breach,
     review_sla_warn,
@@ -56,6 +58,9 @@ __all__ = [
     "audit_seal",
     "audit_verify",
     "deliveries_enqueue",
+    "deliveries_sweep",
+    "delivery_redeliver",
+    "delivery_send",
     "endpoint_create",
     "endpoint_disable",
     "endpoint_enable",

@@ -236,7 +236,7 @@ class EndpointAdmin(admin.ModelAdmin):
 
     form = EndpointForm
     list_display = ["id", "workflow", "kind", "shown_url", "events", "active", "disabled_reason"]
-    list_filter = ["kind", "active", "workflow"]
+    list_filter = ["kind", "active", ("workflow", admin.RelatedOnlyFieldListFilter)]
     actions = ["rotate_secret", "disable", "enable"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Endpoint]:
@@ -379,7 +379,8 @@ class DeliveryAdmin(ReadOnlyAdmin):
         "created_at",
         "delivered_at",
     ]
-    list_filter = ["status", "event", "endpoint"]
+    # Only the endpoints of the deliveries shown: staff see no other workflow's endpoints.
+    list_filter = ["status", "event", ("endpoint", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["webhook_id"]
     date_hierarchy = "created_at"
     actions = ["redeliver"]

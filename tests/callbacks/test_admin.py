@@ -162,6 +162,8 @@ def test_staff_see_and_manage_only_the_workflows_they_administer(
 
     listing = client.get(reverse("admin:workflows_endpoint_changelist"))
     assert [e.pk for e in listing.context["cl"].result_list] == [mine_endpoint.pk]
+    log = client.get(reverse("admin:workflows_delivery_changelist")).content.decode()
+    assert "/theirs" not in log and "theirs" not in listing.content.decode()
     refused = add(client, theirs)
     assert refused.context["adminform"].form.errors["workflow"]
     assert Endpoint.objects.count() == 2

@@ -1,8 +1,10 @@
 """Callback endpoints: created, changed, rotated, disabled and enabled by a workflow's admins.
 
-Lock order: the endpoint row, then its deliveries. Endpoint rows are locked FOR NO KEY
-UPDATE, which does not wait for an event transaction inserting a delivery (its foreign key
-takes a KEY SHARE lock), so an admin never stalls the engine.
+Lock order: the endpoint row, then its pending deliveries. Endpoint rows are locked FOR NO
+KEY UPDATE, which does not wait for an event transaction inserting a delivery (its foreign
+key takes a KEY SHARE lock), so an admin never stalls the engine. The sender, recording a
+410, holds a `sending` delivery and then locks its endpoint: the other order, but on a row
+this one never locks (only pending deliveries are), so the two cannot deadlock.
 """
 
 from __future__ import annotations
@@ -189,15 +191,14 @@ def endpoint_disable_locked(*, endpoint: Endpoint, actor: Actor, reason: str, no
     Delivery.objects.filter(pk__in=[pk for pk, _ in pending]).update(
         status=Delivery.Status.CANCELLED, lease_expires_at=None, last_error=reason[:200]
     )
-    events = [
-        audit_event(
-            actor=actor,
-            verb="endpoint.disabled",
-            target=endpoint,
-            payload={"reason": reason, "cancelled": len(pending)},
-            now=now,
-        )
-    ] + [
+    disabled = audit_event(
+        actor=actor,
+        verb="endpoint.disabled",
+        target=endpoint,
+        payload={"reason": reason, "cancelled": len(pending)},
+        now=now,
+    )
+    cancelled = [
         audit_event(
             actor=actor,
             verb="delivery.cancelled",
@@ -208,7 +209,7 @@ def endpoint_disable_locked(*, endpoint: Endpoint, actor: Actor, reason: str, no
         )
         for pk, webhook_id in pending
     ]
-    AuditEvent.objects.bulk_create(events)
+    AuditEvent.objects.bulk_create([disabled, *cancelled])
     notifications.notify_endpoint_disabled(endpoint)
     return len(pending)
 

@@ -14,6 +14,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitl.settings")
 app = Celery("hitl")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue("default"), Queue("ai"), Queue("callbacks")]
+# Outbound HTTP waits on other people's servers: its own queue, so a slow receiver never
+# holds up steps. The services send it by name (`send_task` applies these routes).
+app.conf.task_routes = {"hitl.delivery_send": {"queue": "callbacks"}}
 
 
 def _beat_schedule() -> dict[str, dict[str, object]]:
@@ -30,6 +33,10 @@ def _beat_schedule() -> dict[str, dict[str, object]]:
         },
         "sweep-review": {
             "task": "hitl.review_sweep",
+            "schedule": settings.HITL_SWEEP_INTERVAL,
+        },
+        "sweep-deliveries": {
+            "task": "hitl.deliveries_sweep",
             "schedule": settings.HITL_SWEEP_INTERVAL,
         },
         "seal-audit": {

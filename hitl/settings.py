@@ -221,6 +221,38 @@ HITL_SLA_WARNING_FRACTION = env_float("HITL_SLA_WARNING_FRACTION", 0.75)
 HITL_BASE_URL = os.environ.get("HITL_BASE_URL", "http://127.0.0.1:8000")
 # Where a review task is shown, for links the engine sends (the desk serves this path).
 HITL_REVIEW_TASK_PATH = "/review/tasks/{id}/"
+# --- Outbound callbacks and chat notifications ----------------------------------------------
+# Seconds to wait before each retry of a delivery: the first attempt is immediate, then one
+# retry per entry (up to 20% jitter added), about a day in all; then it fails and alerts.
+HITL_DELIVERY_RETRY_SCHEDULE = [
+    float(item)
+    for item in env_list(
+        "HITL_DELIVERY_RETRY_SCHEDULE", "5,30,120,600,1800,3600,7200,14400,28800,28800"
+    )
+]
+# A receiver's Retry-After (seconds or an HTTP date) is honoured up to this many seconds.
+HITL_DELIVERY_RETRY_AFTER_MAX = env_float("HITL_DELIVERY_RETRY_AFTER_MAX", 6 * 3600.0)
+# Outbound HTTP (callbacks, chat): per-operation timeouts, and how much of an answer is read.
+HITL_OUTBOUND_CONNECT_TIMEOUT = env_float("HITL_OUTBOUND_CONNECT_TIMEOUT", 5.0)
+HITL_OUTBOUND_READ_TIMEOUT = env_float("HITL_OUTBOUND_READ_TIMEOUT", 15.0)
+HITL_OUTBOUND_MAX_RESPONSE_BYTES = int(os.environ.get("HITL_OUTBOUND_MAX_RESPONSE_BYTES", "4096"))
+# Hosts or CIDRs outbound requests may reach although they are loopback, private, link-local
+# or otherwise not public (on-premise receivers, tests); plain http is allowed only to them.
+HITL_OUTBOUND_ALLOW = env_list("HITL_OUTBOUND_ALLOW")
+# A delivery's claim is a lease, like a step's; the send task's time limits are derived from
+# it (80% soft, 90% hard), so a worker never sends past its lease. Keep it above the timeouts.
+HITL_DELIVERY_LEASE = timedelta(
+    seconds=env_float(
+        "HITL_DELIVERY_LEASE_SECONDS",
+        2 * (HITL_OUTBOUND_CONNECT_TIMEOUT + HITL_OUTBOUND_READ_TIMEOUT) + 20,
+    )
+)
+# After a secret rotation the previous secret keeps signing (a second signature) this long.
+HITL_ENDPOINT_SECRET_GRACE = timedelta(
+    seconds=env_float("HITL_ENDPOINT_SECRET_GRACE_SECONDS", 24 * 3600.0)
+)
+# New chat endpoints post new review tasks of at least this priority (per endpoint after).
+HITL_CHAT_MIN_PRIORITY = int(os.environ.get("HITL_CHAT_MIN_PRIORITY", "1"))
 # --- Definitions and expressions: limits on untrusted text ----------------------------------
 # A definition is refused (with the setting's name in the message) above any of these, before
 # it can cost the server unbounded time or memory. Nodes count every key and value once per

@@ -1,4 +1,5 @@
-"""Email about review tasks, sent through Django's email backend once the change commits.
+"""Email about review tasks and failed callbacks, sent through Django's email backend once
+the change commits.
 
 Recipients and text are worked out inside the caller's transaction; the send happens in an
 on-commit callback, so a rolled-back change sends nothing and a failed send (logged) never
@@ -16,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 
-from workflows.models import ReviewTask, Workflow
+from workflows.models import Delivery, Endpoint, ReviewTask, Workflow
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,31 @@ def notify_assigned(task: ReviewTask) -> None:
     )
 
 
+def notify_delivery_failed(delivery: Delivery, endpoint: Endpoint) -> None:
+    """The workflow's admins: a callback will not be retried any more."""
+    workflow = endpoint.workflow
+    _send_admins_on_commit(
+        workflow,
+        f"[hitl] A {delivery.event} callback of {workflow.slug} failed",
+        f"Delivery {delivery.webhook_id} ({delivery.event}) to endpoint {endpoint.pk}"
+        f" ({endpoint.url_shown()}) failed after {delivery.attempts} attempts and will not be"
+        f" retried.\nLast error: {delivery.last_error or delivery.last_status_code}\n"
+        "Redeliver it from the endpoint's delivery log once the receiver is fixed.\n",
+    )
+
+
+def notify_endpoint_disabled(endpoint: Endpoint) -> None:
+    """The workflow's admins: an endpoint stopped receiving callbacks."""
+    workflow = endpoint.workflow
+    _send_admins_on_commit(
+        workflow,
+        f"[hitl] Callback endpoint {endpoint.pk} of {workflow.slug} was disabled",
+        f"Endpoint {endpoint.pk} ({endpoint.url_shown()}) was disabled:"
+        f" {endpoint.disabled_reason}.\nIts pending deliveries were cancelled; enable it and"
+        " redeliver them from its delivery log.\n",
+    )
+
+
 def audience_emails(task: ReviewTask) -> list[str]:
     workflow: Workflow = task.workflow
     if task.audience == ReviewTask.Audience.REVIEWERS:
@@ -90,8 +116,19 @@ def _send_on_commit(recipients: list[str], subject: str, body: str, task: Review
     if not recipients:
         logger.info("no one to notify about task %s: %s", task.pk, subject)
         return
-    text = f"{body}\n\n{task_url(task)}\n"
-    task_id = task.pk
+    send_on_commit(recipients, subject, f"{body}\n\n{task_url(task)}\n")
+
+
+def _send_admins_on_commit(workflow: Workflow, subject: str, text: str) -> None:
+    recipients = _emails(workflow.admins.all())
+    if not recipients:
+        logger.warning("no admin of %s to notify: %s", workflow.slug, subject)
+        return
+    send_on_commit(recipients, subject, text)
+
+
+def send_on_commit(recipients: list[str], subject: str, text: str) -> None:
+    """Send `text` to each recipient once the caller's transaction commits."""
 
     def send() -> None:
         # One message per recipient: reviewers never see each other's addresses.
@@ -99,6 +136,6 @@ def _send_on_commit(recipients: list[str], subject: str, body: str, task: Review
         try:
             get_connection().send_messages(messages)
         except Exception:
-            logger.exception("could not send %r about review task %s", subject, task_id)
+            logger.exception("could not send %r", subject)
 
     transaction.on_commit(send)

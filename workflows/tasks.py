@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
 from workflows import services
+from workflows.services.callbacks import DELIVERY_SEND_TASK
 from workflows.services.steps import STEP_EXECUTE_TASK
 
 
@@ -34,3 +36,28 @@ def ai_budget_sweep_task() -> int:
 def review_sweep_task() -> dict[str, int]:
     # Lapsed claims, SLA warnings and breaches: all `due_at`-style columns, never countdowns.
     return services.review_sweep()
+
+
+# Outbound HTTP: the task stops before its delivery's lease ends, so no two workers ever
+# send the same delivery at once (a killed or stopped one is re-sent after the lease).
+_LEASE = settings.HITL_DELIVERY_LEASE.total_seconds()
+_SOFT_LIMIT = max(1, int(_LEASE * 0.8))
+_HARD_LIMIT = max(_SOFT_LIMIT + 1, int(_LEASE * 0.9))
+
+
+# Routed to the `callbacks` queue (hitl/celery.py); sent by name once the row commits.
+@shared_task(
+    name=DELIVERY_SEND_TASK,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=_SOFT_LIMIT,
+    time_limit=_HARD_LIMIT,
+)
+def delivery_send_task(delivery_id: int) -> None:
+    # A missing, finished or already-claimed delivery is a no-op inside the service.
+    services.delivery_send(delivery_id=delivery_id)
+
+
+@shared_task(name="hitl.deliveries_sweep")
+def deliveries_sweep_task() -> dict[str, int]:
+    return services.deliveries_sweep()

@@ -38,6 +38,7 @@ def worker(_worker_process: Worker, transactional_db: None, settings: Any) -> It
         seconds=float(WORKER_ENV["HITL_STEP_LEASE_SECONDS"])
     )
     settings.HITL_REENQUEUE_AFTER = __import__("datetime").timedelta(seconds=1)
+    settings.HITL_OUTBOUND_ALLOW = WORKER_ENV["HITL_OUTBOUND_ALLOW"].split(",")
     _worker_process.ensure_running()
     yield _worker_process
     _worker_process.ensure_running()
@@ -59,6 +60,7 @@ def wait_until() -> Callable[..., None]:
                 return
             if sweep:
                 services.steps_sweep()
+                services.deliveries_sweep()
             time.sleep(0.2)
         raise AssertionError(f"condition not met within {timeout}s")
 

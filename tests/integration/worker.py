@@ -19,6 +19,12 @@ WORKER_ENV = {
     "HITL_STEP_HARD_TIME_LIMIT": "5",
     "HITL_STEP_LEASE_SECONDS": "4",
     "HITL_EXTRA_STEP_KINDS": "tests.kinds",
+    # Callbacks go to a receiver on loopback in the test process; a delivery's lease outlasts
+    # the send task's time limits (80% and 90% of it) and the timeouts, as in production.
+    "HITL_OUTBOUND_ALLOW": "127.0.0.1",
+    "HITL_OUTBOUND_CONNECT_TIMEOUT": "1",
+    "HITL_OUTBOUND_READ_TIMEOUT": "3",
+    "HITL_DELIVERY_LEASE_SECONDS": "8",
 }
 
 

@@ -1,12 +1,16 @@
 """The system of record. One module per area; every write goes through `workflows.services`."""
 
 from workflows.models.ai import LocalModel
+from workflows.models.callbacks import Delivery, Endpoint, Event
 from workflows.models.core import AuditEvent, Run, StepRun, Workflow, WorkflowVersion
 from workflows.models.review import Decision, ReviewSkip, ReviewTask
 
 __all__ = [
     "AuditEvent",
     "Decision",
+    "Delivery",
+    "Endpoint",
+    "Event",
     "LocalModel",
     "ReviewSkip",
     "ReviewTask",

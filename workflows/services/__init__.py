@@ -7,7 +7,16 @@ ask of the services is in `hooks`.
 
 from workflows.services.ai import local_model_train, workflow_set_daily_cap
 from workflows.services.audit import Actor, audit_record, audit_seal, audit_verify
+from workflows.services.callbacks import deliveries_enqueue
 from workflows.services.definitions import workflow_import
+from workflows.services.deliveries import delivery_redeliver, delivery_send
+from workflows.services.endpoints import (
+    endpoint_create,
+    endpoint_disable,
+    endpoint_enable,
+    endpoint_rotate_secret,
+    endpoint_update,
+)
 from workflows.services.review.claims import (
     review_claim,
     review_claim_next,
@@ -34,6 +43,7 @@ from workflows.services.steps import (
 )
 from workflows.services.sweepers import (
     ai_budget_sweep,
+    deliveries_sweep,
     review_claims_expire,
     review_sla_breach,
     review_sla_warn,
@@ -47,6 +57,15 @@ __all__ = [
     "audit_record",
     "audit_seal",
     "audit_verify",
+    "deliveries_enqueue",
+    "deliveries_sweep",
+    "delivery_redeliver",
+    "delivery_send",
+    "endpoint_create",
+    "endpoint_disable",
+    "endpoint_enable",
+    "endpoint_rotate_secret",
+    "endpoint_update",
     "local_model_train",
     "review_claim",
     "review_claim_next",

@@ -10,7 +10,16 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from workflows.canonical import canonical_json, sha256_hex
-from workflows.models import AuditEvent, LocalModel, ReviewTask, Run, StepRun, Workflow
+from workflows.models import (
+    AuditEvent,
+    Delivery,
+    Endpoint,
+    LocalModel,
+    ReviewTask,
+    Run,
+    StepRun,
+    Workflow,
+)
 
 GENESIS_HASH = "0" * 64
 # pg_advisory_xact_lock key: "hitl" + "seal" as two int32s keeps clear of other users' locks.
@@ -39,6 +48,8 @@ OBJECT_TYPES: dict[type[models.Model], str] = {
     ReviewTask: "review_task",
     Workflow: "workflow",
     LocalModel: "local_model",
+    Endpoint: "endpoint",
+    Delivery: "delivery",
 }
 
 

@@ -231,9 +231,22 @@ def claim(*, step_run_id: int, now: datetime, lease: datetime, actor: Actor) -> 
 # the row's newest version, matches nothing: the result is dropped, as on the ORM path.
 # Zero rows in `completed` (lost lease, cancelled run) means nothing else happens either,
 # since every later part reads from it.
+#
+# Callbacks: a run that finishes here reports `run.completed` to the workflow's endpoints, and
+# their outbox rows must commit with it. The statement does not write them; instead, when it
+# would finish the run and an active endpoint of the workflow subscribes to `run.completed`
+# (`subscribed`, an index probe made only for a run's last step), it changes nothing and says
+# so, and the caller records the step through the ORM path, which writes the outbox rows.
 RECORD_COMPLETED_SQL = """
 WITH run_locked AS (
     SELECT id FROM workflows_run WHERE id = %(run)s FOR UPDATE
+),
+subscribed AS (
+    SELECT EXISTS (
+        SELECT 1 FROM workflows_endpoint e
+        WHERE NOT %(advances)s AND e.workflow_id = %(workflow)s AND e.active
+          AND e.event_types @> '["run.completed"]'::jsonb
+    ) AS found
 ),
 completed AS (
     UPDATE workflows_steprun
@@ -246,7 +259,7 @@ completed AS (
         output_tokens = COALESCE(%(output_tokens)s, output_tokens),
         cost_usd = COALESCE(%(cost_usd)s, cost_usd)
     WHERE id = %(id)s AND status = 'running' AND attempts = %(attempt)s
-      AND run_id = (SELECT id FROM run_locked)
+      AND run_id = (SELECT id FROM run_locked) AND NOT (SELECT found FROM subscribed)
     RETURNING id, run_id
 ),
 advanced AS (
@@ -296,7 +309,8 @@ audited AS (
     ORDER BY e.ord
     RETURNING id
 )
-SELECT (SELECT count(*) FROM completed), (SELECT id FROM next_step), (SELECT count(*) FROM audited)
+SELECT (SELECT count(*) FROM completed), (SELECT id FROM next_step), (SELECT count(*) FROM audited),
+       (SELECT found FROM subscribed)
 """
 
 # The StepRun columns the record sets, in the statement's parameter names.
@@ -320,6 +334,7 @@ class CompletedRecord:
     step_run_id: int
     attempt: int
     run_id: int
+    workflow_id: int
     # StepRun fields as the ORM path would save them (RECORDED_FIELDS; usage may be None).
     fields: dict[str, Any]
     # The run's new outcome for each outcome its locked row may hold.
@@ -331,13 +346,24 @@ class CompletedRecord:
     now: datetime
 
 
-def record_completed(record: CompletedRecord) -> tuple[bool, int | None]:
-    """Run the statement: (whether this attempt still owned the step, the next step's id)."""
+@dataclass(frozen=True)
+class Recorded:
+    # Whether the statement recorded the step (False: a lost lease, or `subscribed`).
+    recorded: bool
+    next_step_id: int | None
+    # The run would have finished and the workflow reports `run.completed`: nothing was
+    # written, and the caller records through the ORM path.
+    subscribed: bool
+
+
+def record_completed(record: CompletedRecord) -> Recorded:
+    """Run the statement."""
     next_step = record.next_step
     params: dict[str, Any] = {
         "id": record.step_run_id,
         "attempt": record.attempt,
         "run": record.run_id,
+        "workflow": record.workflow_id,
         "now": record.now,
         **{name: _db_value(name, record.fields.get(name)) for name in RECORDED_FIELDS},
         "run_status": Run.Status.RUNNING if next_step else Run.Status.COMPLETED,
@@ -368,8 +394,8 @@ def record_completed(record: CompletedRecord) -> tuple[bool, int | None]:
     }
     with server_binding_cursor() as cursor:
         cursor.execute(RECORD_COMPLETED_SQL, params)
-        recorded, next_id, _audited = cursor.fetchone()
-    return bool(recorded), next_id
+        recorded, next_id, _audited, subscribed = cursor.fetchone()
+    return Recorded(bool(recorded), next_id, bool(subscribed))
 
 
 @contextmanager

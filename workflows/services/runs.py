@@ -12,8 +12,9 @@ from django.utils import timezone
 from workflows import engine
 from workflows.definitions import WorkflowDefinition
 from workflows.errors import Conflict, InvalidInput
-from workflows.models import Run, StepRun, Workflow, WorkflowVersion
+from workflows.models import Event, Run, StepRun, Workflow, WorkflowVersion
 from workflows.services.audit import Actor, audit_record
+from workflows.services.callbacks import run_event
 from workflows.services.hooks import HOOKS
 from workflows.services.steps import run_advance, step_create, step_retry
 from workflows.steps import get_kind
@@ -145,6 +146,7 @@ def run_cancel(*, run: Run, actor: Actor, reason: str = "", now: datetime | None
         audit_record(
             actor=actor, verb="run.cancelled", target=run, payload={"reason": reason}, now=now
         )
+        run_event(run=run, event=Event.RUN_CANCELLED, output=None, now=now)
     return run
 
 

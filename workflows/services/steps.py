@@ -26,9 +26,10 @@ from django.utils import timezone
 from workflows import engine
 from workflows.definitions import WorkflowDefinition
 from workflows.errors import Conflict
-from workflows.models import Run, StepRun
+from workflows.models import Event, Run, StepRun
 from workflows.services import fastpath
 from workflows.services.audit import Actor, audit_record
+from workflows.services.callbacks import run_event
 from workflows.services.hooks import HOOKS
 from workflows.steps import get_kind
 from workflows.steps.base import Completed, Failed, Result, StepContext, Usage, Waiting
@@ -190,12 +191,14 @@ def step_record(
     """Record an attempt's result in one short transaction, if the attempt still owns the step.
 
     The common case, a completed step of a kind without a record hook, is one SQL statement
-    (`_record_completed`). Everything else takes the ORM path below, with the same effects
-    and the same lock order.
+    (`_record_completed`), unless it finishes a run whose workflow reports `run.completed`.
+    Everything else takes the ORM path below, with the same effects and the same lock order.
     """
     kind = get_kind(step_run.kind)
     if isinstance(result, Completed) and not kind.record_hook:
-        return _record_completed(step_run, result, elapsed_ms, now)
+        handled, recorded = _record_completed(step_run, result, elapsed_ms, now)
+        if handled:
+            return recorded
     attempt = step_run.attempts
     with transaction.atomic():
         # The run row serialises every transition of one run (resume, cancel, record).
@@ -284,8 +287,12 @@ def _completed_fields(step_run: StepRun, result: Completed, now: datetime) -> di
 
 def _record_completed(
     step_run: StepRun, result: Completed, elapsed_ms: int, now: datetime
-) -> StepRun | None:
-    """step_record for a Completed result of a kind without a record hook: one statement."""
+) -> tuple[bool, StepRun | None]:
+    """step_record for a Completed result of a kind without a record hook: one statement.
+
+    (False, None) when it finishes a run whose workflow reports `run.completed`: nothing was
+    written, and the ORM path records it with its callbacks.
+    """
     run = step_run.run
     attempt = step_run.attempts
     definition = version_definition(run.version_id)
@@ -305,6 +312,7 @@ def _record_completed(
         step_run_id=step_run.pk,
         attempt=attempt,
         run_id=run.pk,
+        workflow_id=run.workflow_id,
         fields=fields,
         outcomes={
             current: engine.run_outcome(current, result.outcome)
@@ -323,16 +331,18 @@ def _record_completed(
     # A single statement commits on its own; inside a caller's transaction, the savepoint
     # keeps a failure from breaking it, as the ORM path's atomic() does.
     with transaction.atomic() if connection.in_atomic_block else nullcontext():
-        recorded, next_id = fastpath.record_completed(record)
-        if not recorded:
+        done = fastpath.record_completed(record)
+        if done.subscribed:
+            return False, None
+        if not done.recorded:
             logger.warning("attempt %s of step %s lost its lease", attempt, step_run.pk)
-            return None
+            return True, None
         if next_step is not None:
-            next_step.pk = next_id
+            next_step.pk = done.next_step_id
             step_enqueue_on_commit(next_step)
     for name, value in fields.items():
         setattr(step_run, name, value)
-    return step_run
+    return True, step_run
 
 
 def _audit_step(verb: str, step_run: StepRun, payload: dict[str, Any], now: datetime) -> None:
@@ -359,6 +369,7 @@ def run_advance(*, run: Run, step_run: StepRun, now: datetime) -> Run:
     audit_record(
         actor=SYSTEM, verb="run.completed", target=run, payload={"outcome": run.outcome}, now=now
     )
+    run_event(run=run, event=Event.RUN_COMPLETED, output=step_run.output, now=now)
     return run
 
 
@@ -376,6 +387,7 @@ def run_fail(*, run: Run, step_run: StepRun, error: str, now: datetime) -> Run:
         payload={"step": step_run.step_id, "error": error},
         now=now,
     )
+    run_event(run=run, event=Event.RUN_FAILED, output=None, now=now)
     return run
 
 

@@ -5,7 +5,8 @@ column, and these sweeps find what is due:
 
 - `steps_sweep`: due steps whose message was lost, lapsed leases, steps out of attempts;
 - `review_sweep`: lapsed claims, SLA warnings, SLA breaches and their escalation;
-- `ai_budget_sweep`: AI steps that waited for the daily cost cap, once there is headroom.
+- `ai_budget_sweep`: AI steps that waited for the daily cost cap, once there is headroom;
+- `deliveries_sweep`: due callbacks whose message was lost, lapsed leases, exhausted ones.
 
 Each is a service the Celery tasks in `workflows.tasks` call on beat's schedule.
 """
@@ -20,8 +21,10 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from workflows import notifications
-from workflows.models import AuditEvent, ReviewTask, Run, StepRun
+from workflows.models import AuditEvent, Delivery, Event, ReviewTask, Run, StepRun
 from workflows.services.audit import Actor, audit_event, audit_record
+from workflows.services.callbacks import delivery_enqueue_on_commit, task_event
+from workflows.services.deliveries import deliveries_park_exhausted
 from workflows.services.hooks import spent_today
 from workflows.services.review.claims import claim_at_maximum, claim_drop
 from workflows.services.review.tasks import SYSTEM as REVIEW_SYSTEM
@@ -151,6 +154,7 @@ def review_sla_breach(*, now: datetime | None = None, limit: int = 500) -> dict[
             task.breached_at = now
             task.save(update_fields=["breached_at"])
             notifications.notify_sla_breached(task)
+            task_event(task=task, event=Event.TASK_SLA_BREACHED, now=now)
         AuditEvent.objects.bulk_create(
             [
                 audit_event(
@@ -258,3 +262,36 @@ def _budget_requeue(step_run_pk: int, now: datetime) -> bool:
             now=now,
         )
     return True
+
+
+# --- Callbacks -----------------------------------------------------------------------------
+
+
+def deliveries_sweep(*, now: datetime | None = None, limit: int = 500) -> dict[str, int]:
+    """Re-send due deliveries whose message was lost, and park exhausted ones.
+
+    Covers retries falling due (never a countdown), a worker killed mid-send (lease
+    expiry), a flushed Redis and a process that died between commit and enqueue.
+    """
+    now = now or timezone.now()
+    parked = deliveries_park_exhausted(now=now)
+    stale = Q(enqueued_at__isnull=True) | Q(enqueued_at__lte=now - settings.HITL_REENQUEUE_AFTER)
+    due = (
+        Delivery.objects.filter(
+            Q(status=Delivery.Status.PENDING, due_at__lte=now)
+            | Q(
+                status=Delivery.Status.SENDING,
+                lease_expires_at__lte=now,
+                attempts__lt=F("max_attempts"),
+            )
+        )
+        .filter(stale)
+        .order_by("due_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    with transaction.atomic():
+        ids = list(due)
+        Delivery.objects.filter(pk__in=ids).update(enqueued_at=now)
+        for pk in ids:
+            delivery_enqueue_on_commit(pk)
+    return {"enqueued": len(ids), "parked": parked}

@@ -22,10 +22,11 @@ from django.utils import timezone
 
 from workflows.access import access_task_decide
 from workflows.errors import InvalidInput
-from workflows.models import AuditEvent, Decision, ReviewTask, Run
+from workflows.models import AuditEvent, Decision, Event, ReviewTask, Run
 from workflows.models.review import REVIEW_ACTIONS
 from workflows.selectors import task_shown
 from workflows.services.audit import Actor, audit_event
+from workflows.services.callbacks import task_event
 from workflows.services.review.claims import check_holds, check_live, claim_take
 from workflows.services.review.tasks import review_task_escalate
 from workflows.services.runs import run_resume
@@ -122,12 +123,20 @@ def review_decide(
         if escalating:
             # The escalation's own events go with this one, in one statement.
             review_task_escalate(
-                task=task, run=run, reason="escalated", actor=actor, now=now, events=events
+                task=task,
+                run=run,
+                reason="escalated",
+                actor=actor,
+                now=now,
+                events=events,
+                decision=decision,
             )
         AuditEvent.objects.bulk_create(events)
         if escalating:
             return decision
-        _resume(task, run, decision, actor, now)
+        outcome, output = _final(task, decision)
+        task_event(task=task, event=Event.TASK_DECIDED, now=now, decision=decision, output=output)
+        _resume(task, run, decision, outcome, output, actor, now)
     return decision
 
 
@@ -192,14 +201,26 @@ def _clean_text(text: str, what: str) -> str:
     return text
 
 
-def _resume(task: ReviewTask, run: Run, decision: Decision, actor: Actor, now: datetime) -> None:
-    guarded = task.guarded
+def _final(task: ReviewTask, decision: Decision) -> tuple[str, Any]:
+    """The gate's outcome and final output after a decision: the AI's answer, the edit, or
+    none for a rejection."""
     if decision.action == Decision.Action.REJECT:
-        outcome, output = "rejected", None
-    elif decision.action == Decision.Action.EDIT:
-        outcome, output = "approved", decision.edited_output
-    else:
-        outcome, output = "approved", guarded.output if guarded else None
+        return "rejected", None
+    if decision.action == Decision.Action.EDIT:
+        return "approved", decision.edited_output
+    return "approved", task.guarded.output if task.guarded else None
+
+
+def _resume(
+    task: ReviewTask,
+    run: Run,
+    decision: Decision,
+    outcome: str,
+    output: Any,
+    actor: Actor,
+    now: datetime,
+) -> None:
+    guarded = task.guarded
     run_resume(
         run=run,
         step_id=task.step_run.step_id,

@@ -13,8 +13,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from workflows import notifications
-from workflows.models import AuditEvent, ReviewTask, Run, StepRun
+from workflows.models import AuditEvent, Decision, Event, ReviewTask, Run, StepRun
 from workflows.services.audit import Actor, audit_event
+from workflows.services.callbacks import task_event
 
 SYSTEM = Actor.system("review")
 # What the audit trail keeps of a gate's routing: enough to recompute calibration strata.
@@ -135,6 +136,7 @@ def review_task_create(
             now=now,
         )
     )
+    task_event(task=task, event=Event.TASK_CREATED, now=now)
     return task
 
 
@@ -146,8 +148,11 @@ def review_task_escalate(
     actor: Actor,
     now: datetime,
     events: list[AuditEvent],
+    decision: Decision | None = None,
 ) -> ReviewTask:
-    """Open the escalation-level task for `task`, already saved as ESCALATED (run locked)."""
+    """Open the escalation-level task for `task`, already saved as ESCALATED (run locked).
+
+    `decision` is the reviewer's, when one escalated (rather than the SLA sweep)."""
     successor = review_task_create(
         run=run,
         step_run=task.step_run,
@@ -169,4 +174,7 @@ def review_task_escalate(
         )
     )
     notifications.notify_escalated(successor)
+    task_event(
+        task=task, event=Event.TASK_ESCALATED, now=now, decision=decision, escalated_to=successor
+    )
     return successor

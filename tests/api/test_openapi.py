@@ -47,8 +47,8 @@ def test_the_published_document_is_valid_openapi() -> None:
     published = Client().get("/api/v1/openapi.json").json()
     assert published == DOCUMENT
     SCHEMA.validate()  # against the OpenAPI 3.1 meta-schema
-    for name, schema in DOCUMENT["components"]["schemas"].items():
-        jsonschema.Draft202012Validator.check_schema(schema), name
+    for schema in DOCUMENT["components"]["schemas"].values():
+        jsonschema.Draft202012Validator.check_schema(schema)
 
 
 def test_every_operation_is_documented_as_it_behaves() -> None:

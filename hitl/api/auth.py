@@ -23,6 +23,14 @@ from workflows.services import Actor
 
 
 class BearerToken(HttpBearer):
+    def __call__(self, request: HttpRequest) -> ApiToken | None:
+        # As HttpBearer's, without its DEBUG log of a header with another scheme: a token
+        # sent as "Basic hitl_…" would land in the log whole.
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return self.authenticate(request, token.strip())
+
     def authenticate(self, request: HttpRequest, token: str) -> ApiToken:
         # TokenRefused (a ServiceError with status 401) says why: unknown, revoked, expired.
         return api_token_authenticate(raw=token)

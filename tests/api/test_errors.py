@@ -158,3 +158,22 @@ def test_the_openapi_document_and_the_docs_page_are_public() -> None:
     assert "swagger-ui" in html and "/api/v1/openapi.json" in html
     # Served from this server, not a CDN.
     assert "cdn" not in html.lower()
+
+
+def test_a_token_sent_with_another_scheme_is_refused_and_never_logged(
+    owner: User,
+    make_token: Callable[..., str],
+    settings: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings.DEBUG = True
+    secret = make_token(owner)
+    for value in (f"Basic {secret}", f"Token {secret}", secret):
+        response = Client(headers={"Authorization": value}).get("/api/v1/workflows")
+        assert response.status_code == 401
+    assert secret not in caplog.text
+    # The scheme is case-insensitive, as HTTP says.
+    assert (
+        Client(headers={"Authorization": f"bearer {secret}"}).get("/api/v1/workflows").status_code
+        == 200
+    )

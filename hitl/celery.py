@@ -39,6 +39,10 @@ def _beat_schedule() -> dict[str, dict[str, object]]:
             "task": "hitl.deliveries_sweep",
             "schedule": settings.HITL_SWEEP_INTERVAL,
         },
+        "sweep-idempotency": {
+            "task": "hitl.api_idempotency_sweep",
+            "schedule": 3600.0,
+        },
         "seal-audit": {
             "task": "hitl.audit_seal",
             "schedule": settings.HITL_AUDIT_SEAL_INTERVAL,
@@ -66,4 +70,4 @@ def _close_old_connections(**kwargs: object) -> None:
     close_old_connections()
 
 
-app.autodiscover_tasks(["workflows"])
+app.autodiscover_tasks(["workflows", "hitl.api"])

@@ -56,8 +56,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    # For its templates and static files: the API docs page is served locally, no CDN.
+    "ninja",
     "workflows",
     "hitl.accounts",
+    "hitl.api",
     "hitl.demo",
     "hitl.review",
 ]
@@ -253,6 +256,13 @@ HITL_ENDPOINT_SECRET_GRACE = timedelta(
 )
 # New chat endpoints post new review tasks of at least this priority (per endpoint after).
 HITL_CHAT_MIN_PRIORITY = int(os.environ.get("HITL_CHAT_MIN_PRIORITY", "1"))
+# --- REST API -------------------------------------------------------------------------------
+# `GET /api/v1/runs/{id}?wait=N` holds a request thread while it polls: at most this many
+# waits at once per process (more get a 429 with Retry-After), polling every this often.
+HITL_API_MAX_WAITS = int(os.environ.get("HITL_API_MAX_WAITS", "20"))
+HITL_API_WAIT_POLL_SECONDS = env_float("HITL_API_WAIT_POLL_SECONDS", 0.5)
+# How long the answer to a POST sent with an Idempotency-Key is kept and replayed.
+HITL_API_IDEMPOTENCY_TTL = timedelta(seconds=env_float("HITL_API_IDEMPOTENCY_SECONDS", 24 * 3600.0))
 # --- Definitions and expressions: limits on untrusted text ----------------------------------
 # A definition is refused (with the setting's name in the message) above any of these, before
 # it can cost the server unbounded time or memory. Nodes count every key and value once per

@@ -18,8 +18,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
 urlpatterns = [
     path("", review_views.home, name="home"),
     path("review/", include("hitl.review.urls")),
+    path("api/", include("hitl.api.urls")),
+    path("accounts/tokens/", include("hitl.accounts.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
 ]
+
+# Unknown paths under /api/ get the API's error body; elsewhere, Django's page.
+handler404 = "hitl.api.errors.not_found"

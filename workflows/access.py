@@ -16,7 +16,7 @@ from typing import Any
 from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q, Value
 
 from workflows.errors import NotAllowed
-from workflows.models import ReviewTask, Workflow
+from workflows.models import ReviewTask, Run, Workflow
 
 NOTHING = Q(pk__in=[])
 _NOT_VISIBLE = "no such task, or you may not see it"
@@ -149,3 +149,39 @@ def access_task_reassign(*, user: Any, task: ReviewTask) -> ReviewTask:
             raise NotAllowed(f"only the workflow's admins may reassign task {task.pk}")
         raise NotAllowed(_NOT_VISIBLE)
     return task
+
+
+# --- Runs ----------------------------------------------------------------------------------
+# A run is read by whoever has a role in its workflow (admins, reviewers, the escalation
+# group) and by superusers; it is started, cancelled or resumed by the workflow's admins.
+
+_RUN_NOT_VISIBLE = "no such run, or you may not see it"
+
+
+def runs_visible_q(user: Any) -> Q:
+    """The runs `user` may read."""
+    if not _usable(user):
+        return NOTHING
+    if user.is_superuser:
+        return Q()
+    return Q(workflow_id__in=Workflow.objects.filter(workflows_visible_q(user)).values("pk"))
+
+
+def can_see_run(user: Any, run: Run) -> bool:
+    return Run.objects.filter(runs_visible_q(user), pk=run.pk).exists()
+
+
+def access_run_view(*, user: Any, run: Run) -> Run:
+    # The same answer for a run that exists and one that does not: ids are not a probe.
+    if not can_see_run(user, run):
+        raise NotAllowed(_RUN_NOT_VISIBLE)
+    return run
+
+
+def access_runs_manage(*, user: Any, workflow: Workflow) -> Workflow:
+    """Starting, cancelling and resuming a workflow's runs: its admins (and superusers)."""
+    if not is_workflow_admin(user, workflow):
+        raise NotAllowed(
+            f"only the admins of workflow {workflow.slug!r} may start, cancel or resume its runs"
+        )
+    return workflow

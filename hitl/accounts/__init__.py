@@ -1,5 +1,6 @@
 """Accounts: who a user is to hitl.
 
-Today roles come from Django's groups (a workflow's reviewer and escalation groups) and a
-workflow's admins; this app is where API tokens for business systems will live.
+Roles come from Django's groups (a workflow's reviewer and escalation groups) and a
+workflow's admins. This app holds the API tokens through which a business system acts as a
+user: scoped, optionally limited to some workflows, and never beyond that user's roles.
 """

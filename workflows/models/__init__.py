@@ -3,15 +3,19 @@
 from workflows.models.ai import LocalModel
 from workflows.models.core import AuditEvent, Run, StepRun, Workflow, WorkflowVersion
 from workflows.models.review import Decision, ReviewSkip, ReviewTask
+from workflows.models.webhooks import InboundMessage, WebhookSecret, WebhookSource
 
 __all__ = [
     "AuditEvent",
     "Decision",
+    "InboundMessage",
     "LocalModel",
     "ReviewSkip",
     "ReviewTask",
     "Run",
     "StepRun",
+    "WebhookSecret",
+    "WebhookSource",
     "Workflow",
     "WorkflowVersion",
 ]

@@ -216,6 +216,12 @@ class WebhookSourceAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [] if obj is None else ["workflow", "slug", "url", "created_by", "created_at"]
 
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        return {
+            "rate_limit_per_minute": settings.HITL_WEBHOOK_RATE_LIMIT,
+            **super().get_changeform_initial_data(request),
+        }
+
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "workflow":
             kwargs["queryset"] = _administered(request, Workflow.objects.all(), "")

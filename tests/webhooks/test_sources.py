@@ -156,6 +156,18 @@ def test_source_names_are_unique_and_slugs(intake: Workflow, owner: Any, source:
         webhook_sources.webhook_source_create(workflow=intake, slug="a/b", user=owner)
     with pytest.raises(InvalidInput, match="at least one"):
         webhook_sources.webhook_source_update(source=source, user=owner, rate_limit_per_minute=0)
+    with pytest.raises(InvalidInput, match="at least one"):
+        webhook_sources.webhook_source_create(
+            workflow=intake, slug="zero", user=owner, rate_limit_per_minute=0
+        )
+
+
+def test_a_new_sources_rate_limit_defaults_to_the_setting(
+    intake: Workflow, owner: Any, settings: Any
+) -> None:
+    settings.HITL_WEBHOOK_RATE_LIMIT = 42
+    issued = webhook_sources.webhook_source_create(workflow=intake, slug="erp", user=owner)
+    assert issued.record.source.rate_limit_per_minute == 42
 
 
 def test_revoking_twice_is_refused(issued: webhook_sources.IssuedSecret, owner: Any) -> None:

@@ -79,7 +79,9 @@ def webhook_source_create(
     """A new source for `workflow` and its first secret (in clear in the result, once)."""
     now = now or timezone.now()
     actor = _authorise(user, workflow)
-    limit = rate_limit_per_minute or settings.HITL_WEBHOOK_RATE_LIMIT
+    limit = (
+        settings.HITL_WEBHOOK_RATE_LIMIT if rate_limit_per_minute is None else rate_limit_per_minute
+    )
     if not re.fullmatch(r"[-a-zA-Z0-9_]{1,80}", slug):
         raise InvalidInput("a source's slug is 1 to 80 letters, digits, hyphens or underscores")
     if limit < 1:

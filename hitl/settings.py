@@ -301,6 +301,12 @@ HITL_AI_RATE_LIMITS: dict[str, int] = {
     if value
 }
 
+# --- Inbound webhooks (POST /api/v1/webhooks/<source>/) -----------------------------------------
+# The largest body accepted; a larger Content-Length is refused (413) before anything is read.
+HITL_WEBHOOK_MAX_BYTES = int(os.environ.get("HITL_WEBHOOK_MAX_BYTES", str(256 * 1024)))
+# Verified deliveries per minute a new source accepts before 429 (each source has its own).
+HITL_WEBHOOK_RATE_LIMIT = int(os.environ.get("HITL_WEBHOOK_RATE_LIMIT", "600"))
+
 HITL_STEP_KINDS = [
     "workflows.steps.transform",
     "workflows.steps.wait",

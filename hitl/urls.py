@@ -24,6 +24,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("api/v1/webhooks/", include("hitl.api.webhooks")),
 ]
 
 # Unknown paths under /api/ get the API's error body; elsewhere, Django's page.

@@ -4,6 +4,7 @@ from workflows.models.ai import LocalModel
 from workflows.models.callbacks import Delivery, Endpoint, Event
 from workflows.models.core import AuditEvent, Run, StepRun, Workflow, WorkflowVersion
 from workflows.models.review import Decision, ReviewSkip, ReviewTask
+from workflows.models.webhooks import InboundMessage, WebhookSecret, WebhookSource
 
 __all__ = [
     "AuditEvent",
@@ -11,11 +12,14 @@ __all__ = [
     "Delivery",
     "Endpoint",
     "Event",
+    "InboundMessage",
     "LocalModel",
     "ReviewSkip",
     "ReviewTask",
     "Run",
     "StepRun",
+    "WebhookSecret",
+    "WebhookSource",
     "Workflow",
     "WorkflowVersion",
 ]

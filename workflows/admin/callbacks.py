@@ -1,5 +1,4 @@
-"""The Django admin: run and step status, attempts, timings and errors, plus retry/cancel;
-callback endpoints and their delivery log."""
+"""The admin of callback endpoints and their delivery log."""
 
 from __future__ import annotations
 
@@ -15,165 +14,14 @@ from django.utils.html import format_html
 
 from workflows import outbound, services
 from workflows.access import is_workflow_admin
+from workflows.admin.base import ReadOnlyAdmin, administered, apply_service
 from workflows.errors import ServiceError
 from workflows.models import (
-    AuditEvent,
     Delivery,
     Endpoint,
     Event,
-    Run,
-    StepRun,
     Workflow,
-    WorkflowVersion,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Writes go through services; the admin shows state and offers service-backed actions."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-
-@admin.register(Workflow)
-class WorkflowAdmin(admin.ModelAdmin):
-    list_display = [
-        "slug",
-        "name",
-        "active_version",
-        "reviewer_group",
-        "escalation_group",
-        "daily_cost_cap_usd",
-    ]
-    search_fields = ["slug", "name"]
-    filter_horizontal = ["admins"]
-    readonly_fields = ["active_version", "created_at"]
-
-    def save_model(self, request: HttpRequest, obj: Workflow, form: Any, change: bool) -> None:
-        cap = obj.daily_cost_cap_usd
-        if change and "daily_cost_cap_usd" in form.changed_data:
-            # Through the service: the change is audited and budget waits resume at once.
-            obj.daily_cost_cap_usd = form.initial.get("daily_cost_cap_usd")
-            super().save_model(request, obj, form, change)
-            services.workflow_set_daily_cap(
-                workflow=obj, cap_usd=cap, actor=services.Actor.for_user(request.user)
-            )
-            return
-        super().save_model(request, obj, form, change)
-
-
-@admin.register(WorkflowVersion)
-class WorkflowVersionAdmin(ReadOnlyAdmin):
-    list_display = ["workflow", "number", "status", "content_hash", "created_at", "published_at"]
-    list_filter = ["status", "workflow"]
-
-
-class StepRunInline(admin.TabularInline):
-    model = StepRun
-    extra = 0
-    can_delete = False
-    fields = (
-        "step_id",
-        "kind",
-        "status",
-        "output",
-        "outcome",
-        "attempts",
-        "confidence",
-        "calls",
-        "input_tokens",
-        "output_tokens",
-        "cost_usd",
-        "latency_ms",
-        "started_at",
-        "finished_at",
-        "error",
-    )
-    readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-
-def _apply(request: HttpRequest, action: str, objects: QuerySet, call: object) -> None:
-    done = failed = 0
-    for obj in objects:
-        try:
-            call(obj)  # type: ignore[operator]
-            done += 1
-        except ServiceError as exc:
-            failed += 1
-            messages.warning(request, f"{obj}: {exc}")
-    messages.info(request, f"{action}: {done} done, {failed} skipped")
-
-
-@admin.register(Run)
-class RunAdmin(ReadOnlyAdmin):
-    list_display = ["id", "workflow", "version", "status", "outcome", "source", "created_at"]
-    list_filter = ["status", "outcome", "workflow"]
-    date_hierarchy = "created_at"
-    inlines = [StepRunInline]
-    actions = ["retry_failed", "cancel"]
-
-    @admin.action(description="Retry the failed step of the selected runs")
-    def retry_failed(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        actor = services.Actor.for_user(request.user)
-        _apply(request, "retry", queryset, lambda run: services.run_retry(run=run, actor=actor))
-
-    @admin.action(description="Cancel the selected runs")
-    def cancel(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        actor = services.Actor.for_user(request.user)
-        _apply(request, "cancel", queryset, lambda run: services.run_cancel(run=run, actor=actor))
-
-
-@admin.register(StepRun)
-class StepRunAdmin(ReadOnlyAdmin):
-    list_display = [
-        "id",
-        "run",
-        "step_id",
-        "kind",
-        "status",
-        "attempts",
-        "confidence",
-        "calls",
-        "cost_usd",
-        "due_at",
-        "lease_expires_at",
-        "error",
-    ]
-    list_filter = ["status", "kind"]
-    search_fields = ["step_id", "error"]
-    actions = ["retry"]
-
-    @admin.action(description="Retry the selected failed steps")
-    def retry(self, request: HttpRequest, queryset: QuerySet[StepRun]) -> None:
-        actor = services.Actor.for_user(request.user)
-        _apply(request, "retry", queryset, lambda s: services.step_retry(step_run=s, actor=actor))
-
-
-@admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ["id", "seq", "created_at", "actor_label", "verb", "object_type", "object_id"]
-    list_filter = ["verb", "object_type", "actor_type"]
-    search_fields = ["object_id", "verb"]
-
-
-# --- Callbacks ------------------------------------------------------------------------------
-
-
-def _administered(request: HttpRequest, queryset: QuerySet, path: str) -> QuerySet:
-    """Only what belongs to workflows the user administers (superusers see everything)."""
-    user = request.user
-    if getattr(user, "is_superuser", False):
-        return queryset
-    return queryset.filter(**{f"{path}admins": user})
 
 
 class EndpointForm(forms.ModelForm):
@@ -240,7 +88,7 @@ class EndpointAdmin(admin.ModelAdmin):
     actions = ["rotate_secret", "disable", "enable"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Endpoint]:
-        return _administered(request, super().get_queryset(request), "workflow__")
+        return administered(request, super().get_queryset(request), "workflow__")
 
     def get_form(
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
@@ -258,7 +106,7 @@ class EndpointAdmin(admin.ModelAdmin):
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "workflow":
-            kwargs["queryset"] = _administered(request, Workflow.objects.all(), "")
+            kwargs["queryset"] = administered(request, Workflow.objects.all(), "")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
@@ -342,14 +190,14 @@ class EndpointAdmin(admin.ModelAdmin):
     @admin.action(description="Disable (cancels their pending deliveries)")
     def disable(self, request: HttpRequest, queryset: QuerySet[Endpoint]) -> None:
         user = request.user
-        _apply(
+        apply_service(
             request, "disable", queryset, lambda e: services.endpoint_disable(endpoint=e, user=user)
         )
 
     @admin.action(description="Enable")
     def enable(self, request: HttpRequest, queryset: QuerySet[Endpoint]) -> None:
         user = request.user
-        _apply(
+        apply_service(
             request, "enable", queryset, lambda e: services.endpoint_enable(endpoint=e, user=user)
         )
 
@@ -387,12 +235,12 @@ class DeliveryAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
         queryset = super().get_queryset(request).select_related("endpoint")
-        return _administered(request, queryset, "endpoint__workflow__")
+        return administered(request, queryset, "endpoint__workflow__")
 
     @admin.action(description="Redeliver (same webhook-id, fresh attempts)")
     def redeliver(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         user = request.user
-        _apply(
+        apply_service(
             request,
             "redeliver",
             queryset,

@@ -1,0 +1,138 @@
+"""The Django admin for the engine's records: workflows, versions, runs, steps and audit
+events, with retry and cancel actions backed by services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from workflows import services
+from workflows.admin.base import ReadOnlyAdmin, apply_service
+from workflows.models import (
+    AuditEvent,
+    Run,
+    StepRun,
+    Workflow,
+    WorkflowVersion,
+)
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(admin.ModelAdmin):
+    list_display = [
+        "slug",
+        "name",
+        "active_version",
+        "reviewer_group",
+        "escalation_group",
+        "daily_cost_cap_usd",
+    ]
+    search_fields = ["slug", "name"]
+    filter_horizontal = ["admins"]
+    readonly_fields = ["active_version", "created_at"]
+
+    def save_model(self, request: HttpRequest, obj: Workflow, form: Any, change: bool) -> None:
+        cap = obj.daily_cost_cap_usd
+        if change and "daily_cost_cap_usd" in form.changed_data:
+            # Through the service: the change is audited and budget waits resume at once.
+            obj.daily_cost_cap_usd = form.initial.get("daily_cost_cap_usd")
+            super().save_model(request, obj, form, change)
+            services.workflow_set_daily_cap(
+                workflow=obj, cap_usd=cap, actor=services.Actor.for_user(request.user)
+            )
+            return
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(WorkflowVersion)
+class WorkflowVersionAdmin(ReadOnlyAdmin):
+    list_display = ["workflow", "number", "status", "content_hash", "created_at", "published_at"]
+    list_filter = ["status", "workflow"]
+
+
+class StepRunInline(admin.TabularInline):
+    model = StepRun
+    extra = 0
+    can_delete = False
+    fields = (
+        "step_id",
+        "kind",
+        "status",
+        "output",
+        "outcome",
+        "attempts",
+        "confidence",
+        "calls",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "latency_ms",
+        "started_at",
+        "finished_at",
+        "error",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Run)
+class RunAdmin(ReadOnlyAdmin):
+    list_display = ["id", "workflow", "version", "status", "outcome", "source", "created_at"]
+    list_filter = ["status", "outcome", "workflow"]
+    date_hierarchy = "created_at"
+    inlines = [StepRunInline]
+    actions = ["retry_failed", "cancel"]
+
+    @admin.action(description="Retry the failed step of the selected runs")
+    def retry_failed(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        actor = services.Actor.for_user(request.user)
+        apply_service(
+            request, "retry", queryset, lambda run: services.run_retry(run=run, actor=actor)
+        )
+
+    @admin.action(description="Cancel the selected runs")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        actor = services.Actor.for_user(request.user)
+        apply_service(
+            request, "cancel", queryset, lambda run: services.run_cancel(run=run, actor=actor)
+        )
+
+
+@admin.register(StepRun)
+class StepRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "run",
+        "step_id",
+        "kind",
+        "status",
+        "attempts",
+        "confidence",
+        "calls",
+        "cost_usd",
+        "due_at",
+        "lease_expires_at",
+        "error",
+    ]
+    list_filter = ["status", "kind"]
+    search_fields = ["step_id", "error"]
+    actions = ["retry"]
+
+    @admin.action(description="Retry the selected failed steps")
+    def retry(self, request: HttpRequest, queryset: QuerySet[StepRun]) -> None:
+        actor = services.Actor.for_user(request.user)
+        apply_service(
+            request, "retry", queryset, lambda s: services.step_retry(step_run=s, actor=actor)
+        )
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["id", "seq", "created_at", "actor_label", "verb", "object_type", "object_id"]
+    list_filter = ["verb", "object_type", "actor_type"]
+    search_fields = ["object_id", "verb"]

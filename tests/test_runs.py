@@ -316,3 +316,40 @@ def test_query_budget_per_executed_step(
     # The same read, claim and record; the definition is cached.
     with django_assert_num_queries(3):
         services.step_execute(step_run_id=second)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("a\x00b", "NUL character"),
+        ("\ud800", "unpaired surrogate"),
+        (float("nan"), "not a JSON number"),
+        ([[[[1]]]] * 1, None),
+    ],
+)
+def test_run_input_that_cannot_be_stored_is_refused_before_anything_is_written(
+    transform_workflow: Any, system: Any, value: Any, message: str | None
+) -> None:
+    from workflows.errors import InvalidInput
+
+    if message is None:  # an ordinary nested value passes this check (and then the schema)
+        with pytest.raises(InvalidInput, match="amount"):
+            services.run_start(workflow=transform_workflow, input={"x": value}, actor=system)
+        return
+    with pytest.raises(InvalidInput, match=message):
+        services.run_start(
+            workflow=transform_workflow, input={"amount": 1, "x": value}, actor=system
+        )
+    assert not Run.objects.exists()
+
+
+def test_run_input_nested_too_deep_is_refused(transform_workflow: Any, system: Any) -> None:
+    from workflows.errors import InvalidInput
+
+    deep: Any = 1
+    for _ in range(100):
+        deep = [deep]
+    with pytest.raises(InvalidInput, match="nested more than 64 levels"):
+        services.run_start(
+            workflow=transform_workflow, input={"amount": 1, "x": deep}, actor=system
+        )

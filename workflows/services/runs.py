@@ -18,6 +18,10 @@ from workflows.services.callbacks import run_event
 from workflows.services.hooks import HOOKS
 from workflows.services.steps import run_advance, step_create, step_retry
 from workflows.steps import get_kind
+from workflows.storable import json_problem
+
+# Deeper run input is refused: it would break what walks it later (schemas, pages, exports).
+MAX_INPUT_DEPTH = 64
 
 
 def run_input_errors(schema: dict[str, Any], data: Any) -> list[str]:
@@ -50,6 +54,9 @@ def run_start(
         raise InvalidInput(f"workflow {workflow.slug!r} has no published version to run")
     if version.workflow_id != workflow.pk:
         raise InvalidInput("that version belongs to another workflow")
+    problem = json_problem(input, max_depth=MAX_INPUT_DEPTH)
+    if problem:
+        raise InvalidInput(f"the input cannot be stored: {problem}")
     definition = WorkflowDefinition.model_validate(version.definition)
     errors = run_input_errors(definition.input_schema, input)
     if errors:

@@ -42,6 +42,7 @@ from workflows.models.webhooks import WEBHOOK_ID_MAX_LENGTH
 from workflows.secrets import SecretUnreadable, decrypt
 from workflows.services.audit import Actor
 from workflows.services.runs import run_input_errors, run_start
+from workflows.storable import json_problem
 from workflows.versions import version_definition
 
 logger = logging.getLogger(__name__)
@@ -326,7 +327,7 @@ def _decode(body: bytes) -> Any:
         raise WebhookRejected(400, "invalid_body", "the body is nested too deeply") from None
     except ValueError as exc:
         raise WebhookRejected(400, "invalid_body", f"the body is not JSON: {exc}") from None
-    problem = _unstorable(data)
+    problem = json_problem(data, max_depth=MAX_DEPTH)
     if problem:
         raise WebhookRejected(400, "invalid_body", f"the body cannot be stored: {problem}")
     return data
@@ -334,28 +335,6 @@ def _decode(body: bytes) -> Any:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
-
-
-def _unstorable(data: Any) -> str | None:
-    """What PostgreSQL's jsonb or the engine would fail on later, as a sender's error now."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return f"it is nested deeper than {MAX_DEPTH} levels"
-        if isinstance(value, dict):
-            stack.extend((key, depth) for key in value)
-            stack.extend((item, depth + 1) for item in value.values())
-        elif isinstance(value, list):
-            stack.extend((item, depth + 1) for item in value)
-        elif isinstance(value, str):
-            if "\x00" in value:
-                return "a string contains \\u0000, which PostgreSQL cannot store"
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                return "a string contains an unpaired surrogate (\\ud800-\\udfff)"
-    return None
 
 
 # --- The per-source rate limit --------------------------------------------------------------

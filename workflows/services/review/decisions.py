@@ -12,7 +12,6 @@ may take, the decision, the task, the resumed run) commits together or not at al
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +29,7 @@ from workflows.services.callbacks import task_event
 from workflows.services.review.claims import check_holds, check_live, claim_take
 from workflows.services.review.tasks import review_task_escalate
 from workflows.services.runs import run_resume
+from workflows.storable import json_problem
 from workflows.versions import step_output_schema
 
 # An edited output is stored as JSON and shown on the desk: bounded, so a pasted document
@@ -165,33 +165,9 @@ def _edited_output(task: ReviewTask, run: Run, output: Any) -> Any:
 
 
 def _check_json(value: Any) -> None:
-    """Refuse what PostgreSQL's JSON cannot store (NaN, infinities, NUL) or what is too big.
-
-    Iterative, so that a value nested 100,000 levels deep is refused, not a RecursionError.
-    """
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    size = 0
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_EDIT_DEPTH:
-            raise InvalidInput(f"the edited output is nested too deeply (at most {MAX_EDIT_DEPTH})")
-        if isinstance(item, float) and not math.isfinite(item):
-            raise InvalidInput(f"the edited output holds {item!r}, which is not a JSON number")
-        if isinstance(item, str):
-            _clean_text(item, "the edited output")
-            size += len(item)
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                _clean_text(str(key), "the edited output")
-                size += len(str(key))
-                stack.append((child, depth + 1))
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item)
-        size += 1
-        if size > MAX_EDIT_CHARS:
-            raise InvalidInput(
-                f"the edited output is too large (at most {MAX_EDIT_CHARS} characters)"
-            )
+    problem = json_problem(value, max_depth=MAX_EDIT_DEPTH, max_chars=MAX_EDIT_CHARS)
+    if problem:
+        raise InvalidInput(f"the edited output cannot be stored: {problem}")
 
 
 def _clean_text(text: str, what: str) -> str:

@@ -44,6 +44,8 @@ from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "hitl"
+# Shell exports of the demo API token and webhook secret `make run` issues at each start.
+DEMO_CREDENTIALS = "demo-credentials.env"
 STOP_TIMEOUT = 10.0
 # What `make run` runs with unless the environment says otherwise; `./manage.py` on the private
 # stack uses the same (settings fall back to a throwaway SECRET_KEY only with DEBUG on).
@@ -339,8 +341,14 @@ def run_app(host: str, port: int, var: Path, env: dict[str, str], signals: Signa
     # Beat's schedule and the run record live here, even when no private server was started
     # (DATABASE_URL and REDIS_URL both set).
     var.mkdir(parents=True, exist_ok=True)
+    browse = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
+    url = f"http://{f'[{browse}]' if ':' in browse else browse}:{port}/"
+    # Links the app sends (notifications, the demo credentials) point at this server.
+    env.setdefault("HITL_BASE_URL", url.rstrip("/"))
+    credentials = var / DEMO_CREDENTIALS
     manage = [sys.executable, "manage.py"]
-    for step in (["migrate", "--noinput"], ["seed_demo"]):
+    steps = [["migrate", "--noinput"], ["seed_demo"], ["demo_credentials", str(credentials)]]
+    for step in steps:
         code = foreground(manage + step, env, signals, ROOT)
         if signals.received is not None:
             return 0
@@ -354,8 +362,6 @@ def run_app(host: str, port: int, var: Path, env: dict[str, str], signals: Signa
         "Celery worker": [*celery, "worker", *queues, "-l", "info"],
         "Celery beat": [*celery, "beat", "-l", "info", "--schedule", f"{var}/celerybeat-schedule"],
     }
-    browse = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
-    url = f"http://{f'[{browse}]' if ':' in browse else browse}:{port}/"
     # Own process groups: Ctrl-C in the terminal reaches only us, and we stop them.
     children = {
         name: subprocess.Popen(cmd, env=env, cwd=ROOT, process_group=0)
@@ -373,7 +379,9 @@ def run_app(host: str, port: int, var: Path, env: dict[str, str], signals: Signa
                 announced = True
                 print(
                     f"\n  hitl is running at {url}\n  admin: {url}admin/\n"
-                    "  logins: demo-admin / demo, demo-reviewer / demo\n  Ctrl-C stops it.\n",
+                    "  logins: demo-admin / demo, demo-reviewer / demo\n"
+                    f"  API and webhook credentials (new at each start): . {credentials}\n"
+                    f"  API docs: {url}api/docs\n  Ctrl-C stops it.\n",
                     flush=True,
                 )
             time.sleep(0.2)

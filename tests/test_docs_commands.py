@@ -16,6 +16,7 @@ the git-ignored bench/results/ (a benchmark's full run, or `make run`, stays unm
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import socket
@@ -91,9 +92,13 @@ def placeholders(text: str) -> list[str]:
     except ValueError as exc:
         return [f"(cannot parse the block: {exc})"]
     found = []
-    for token in tokens:
+    for previous, token in zip(["", *tokens], tokens, strict=False):
         word = token.split("=", 1)[1] if re.match(r"[A-Za-z_]\w*=", token) else token
         if not word or (ROOT / word).exists():  # README.md is a file, not a placeholder
+            continue
+        if previous in ("-X", "--request") and word in HTTP_METHODS:  # curl -X POST
+            continue
+        if _is_json(word):  # a request body: its strings (EUR) are data, not placeholders
             continue
         if (
             re.search(r"<[^<>\s]+>", word)  # <slug>
@@ -105,6 +110,19 @@ def placeholders(text: str) -> list[str]:
         ):
             found.append(token)
     return found
+
+
+HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}
+
+
+def _is_json(word: str) -> bool:
+    if word[:1] not in "{[":
+        return False
+    try:
+        json.loads(word)
+    except ValueError:
+        return False
+    return True
 
 
 def documents() -> list[Path]:
@@ -157,6 +175,8 @@ def test_blocks_are_found_with_their_line_and_marker(tmp_path: Path) -> None:
         ".venv/bin/python -m bench.NAME",
         "./manage.py localmodel train tickets ...",
         "MODEL=NAME ./manage.py localmodel list",
+        "curl -X POST https://example.com/api/v1/workflows/SLUG/runs",
+        "curl -d '{\"input\": ...}' https://example.com",
     ],
 )
 def test_a_placeholder_is_caught(command: str) -> None:
@@ -172,6 +192,7 @@ def test_a_placeholder_is_caught(command: str) -> None:
         'HITL_VAR_DIR="$HOME/hitl-var" ./manage.py check',
         "grep -c . README.md",
         "python3 -X dev manage.py check",
+        'curl -X POST -d \'{"currency": "EUR"}\' https://example.com/api/v1/runs',
     ],
 )
 def test_a_concrete_command_passes(command: str) -> None:

@@ -132,7 +132,11 @@ class RunDetail:
 
 
 def run_get(*, user: Any, run_id: int, within: Within = None) -> RunDetail:
-    run = Run.objects.select_related("workflow", "version", "started_by").filter(pk=run_id).first()
+    run = (
+        Run.objects.select_related("workflow", "version", "started_by", "callback_endpoint")
+        .filter(pk=run_id)
+        .first()
+    )
     if run is None or (within is not None and run.workflow_id not in within):
         raise NotAllowed("no such run, or you may not see it")
     access_run_view(user=user, run=run)

@@ -133,7 +133,7 @@ def tasks_get(request: HttpRequest, task_id: int = TaskId) -> TaskOut:
 def tasks_claim(request: HttpRequest, task_id: int = TaskId) -> TaskOut:
     """Claim a task (a lease of `HITL_REVIEW_CLAIM_SECONDS`), or renew your own claim."""
     g = grant(request, "tasks:decide")
-    services.review_claim(task=visible_task(g, task_id).task, user=g.user)
+    services.review_claim(task=visible_task(g, task_id).task, user=g.user, actor=g.actor)
     return task_out(g, task_id)
 
 
@@ -146,7 +146,7 @@ def tasks_claim(request: HttpRequest, task_id: int = TaskId) -> TaskOut:
 def tasks_release(request: HttpRequest, task_id: int = TaskId) -> TaskOut:
     """Give a claimed task back to the queue (your own claim; a workflow admin, anyone's)."""
     g = grant(request, "tasks:decide")
-    services.review_release(task=visible_task(g, task_id).task, user=g.user)
+    services.review_release(task=visible_task(g, task_id).task, user=g.user, actor=g.actor)
     return task_out(g, task_id)
 
 
@@ -168,5 +168,6 @@ def tasks_decide(request: HttpRequest, payload: DecideIn, task_id: int = TaskId)
         reason=payload.reason,
         output=payload.output,
         claim=True,
+        actor=g.actor,
     )
     return task_out(g, task_id)

@@ -50,6 +50,7 @@ def run_out(g: Grant, run_id: int) -> RunOut:
     detail = visible_run(g, run_id)
     return RunOut(
         **RunSummaryOut.fields_of(detail.run),
+        callback_url=detail.run.callback_endpoint.url if detail.run.callback_endpoint else None,
         input=detail.run.input,
         output=detail.output,
         error=detail.run.error,

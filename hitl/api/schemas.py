@@ -128,6 +128,12 @@ class RunStartIn(In):
     version: int | None = Field(
         None, ge=1, le=INT, description="A published version number; the active one if omitted."
     )
+    callback_url: str | None = Field(
+        None,
+        max_length=2000,
+        description="Where this run's events go: must be exactly the URL of one of the "
+        "workflow's active webhook endpoints (an admin configures them and their secrets).",
+    )
 
 
 class RunCancelIn(In):
@@ -271,6 +277,7 @@ class RunSummaryOut(BaseModel):
 
 
 class RunOut(RunSummaryOut):
+    callback_url: str | None = Field(description="The endpoint the run named, if it did.")
     input: Any
     output: Any = Field(description="The last step's output once the run has completed.")
     error: str

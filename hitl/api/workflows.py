@@ -132,6 +132,7 @@ def runs_start(request: HttpRequest, payload: RunStartIn, slug: str = SlugPath) 
         input=payload.input,
         actor=g.actor,
         version=payload.version,
+        callback_url=payload.callback_url,
         source="api",
     )
     return Status(201, run_out(g, run.pk))

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from django.contrib.auth.models import User
 
-from tests.api.conftest import Api, error_of
+from tests.api.conftest import Api, error_of, token_of
 from tests.helpers import database_state
 from workflows.models import AuditEvent, Decision, ReviewTask, Run, StepRun, Workflow
 
@@ -166,3 +166,25 @@ def test_unknown_tasks_are_404(rev: Api) -> None:
     for path in ("/tasks/999999", "/tasks/9223372036854775807"):
         assert error_of(rev.get(path))["code"] == "not_found"
     assert rev.post("/tasks/999999/claim").status_code == 404
+
+
+def test_review_actions_through_the_api_are_audited_naming_the_token(
+    rev: Api, reviewer: User, task: ReviewTask
+) -> None:
+    label = f"reviewer (token {token_of(rev).prefix}…)"
+    assert rev.post(f"/tasks/{task.pk}/claim").status_code == 200
+    assert rev.post(f"/tasks/{task.pk}/release").status_code == 200
+    decided = rev.post(f"/tasks/{task.pk}/decide", {"action": "reject", "reason": "wrong"})
+    assert decided.status_code == 200, decided.content
+    events = AuditEvent.objects.filter(
+        object_id=str(task.pk), verb__startswith="review.", actor_type="user"
+    )
+    by_verb = {e.verb: e for e in events.order_by("id")}
+    # The decide claimed the task again in its own transaction: a second review.claimed.
+    assert [e.verb for e in events.order_by("id")] == [
+        "review.claimed",
+        "review.released",
+        "review.claimed",
+        "review.decided",
+    ]
+    assert {(e.actor_id, e.actor_label) for e in by_verb.values()} == {(str(reviewer.pk), label)}

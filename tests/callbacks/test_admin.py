@@ -130,7 +130,7 @@ def test_the_delivery_log_redelivers(
     endpoint = services.endpoint_create(workflow=transform_workflow, user=boss, url=URL)
     now = timezone.now()
     [delivery] = services.deliveries_enqueue(
-        workflow_id=transform_workflow.pk, event="run.completed", data={}, now=now
+        workflow_id=transform_workflow.pk, run_id=None, event="run.completed", data={}, now=now
     )
     Delivery.objects.filter(pk=delivery.pk).update(status="failed", attempts=11)
     page = staff.get(reverse("admin:workflows_endpoint_change", args=[endpoint.pk])).content

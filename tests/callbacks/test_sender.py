@@ -30,7 +30,7 @@ pytestmark = pytest.mark.django_db
 
 def enqueue(workflow: Workflow, now: datetime, event: str = "run.completed") -> list[Delivery]:
     return services.deliveries_enqueue(
-        workflow_id=workflow.pk, event=event, data={"run": {"id": 1}}, now=now
+        workflow_id=workflow.pk, run_id=None, event=event, data={"run": {"id": 1}}, now=now
     )
 
 
@@ -428,6 +428,7 @@ def test_a_chat_endpoint_gets_unsigned_text(
     now = timezone.now()
     [delivery] = services.deliveries_enqueue(
         workflow_id=hooked.pk,
+        run_id=None,
         event="run.failed",
         data={
             "run": {"id": 4, "error": "step 'x' failed: <boom> & more", "outcome": ""},

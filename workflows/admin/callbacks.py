@@ -39,7 +39,18 @@ class EndpointForm(forms.ModelForm):
 
     class Meta:
         model = Endpoint
-        fields = ["workflow", "kind", "url", "description", "event_types", "min_priority"]
+        fields = [
+            "workflow",
+            "kind",
+            "url",
+            "description",
+            "event_types",
+            "min_priority",
+            "named_runs_only",
+        ]
+        help_texts = {
+            "named_runs_only": "Only runs that name this URL as their callback_url report here.",
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -65,7 +76,15 @@ class EndpointForm(forms.ModelForm):
         return data
 
 
-_ENDPOINT_FIELDS = ("workflow", "kind", "url", "description", "event_types", "min_priority")
+_ENDPOINT_FIELDS = (
+    "workflow",
+    "kind",
+    "url",
+    "description",
+    "event_types",
+    "min_priority",
+    "named_runs_only",
+)
 _ENDPOINT_SHOWN = (
     "active",
     "disabled_reason",
@@ -101,8 +120,9 @@ class EndpointAdmin(admin.ModelAdmin):
         return _ENDPOINT_FIELDS if obj is None else (*_ENDPOINT_FIELDS, *_ENDPOINT_SHOWN)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        # The workflow and kind are fixed once made; the rest changes through actions.
-        return () if obj is None else ("workflow", "kind", *_ENDPOINT_SHOWN)
+        # The workflow, kind and audience are fixed once made; the rest changes through
+        # actions.
+        return () if obj is None else ("workflow", "kind", "named_runs_only", *_ENDPOINT_SHOWN)
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "workflow":
@@ -161,6 +181,7 @@ class EndpointAdmin(admin.ModelAdmin):
             event_types=data["event_types"] or None,
             description=data["description"],
             min_priority=data["min_priority"],
+            named_runs_only=data["named_runs_only"],
         )
         obj.pk = endpoint.pk
         request._hitl_new_secret = endpoint.secret  # type: ignore[attr-defined]

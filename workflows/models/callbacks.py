@@ -60,6 +60,9 @@ class Endpoint(models.Model):
     event_types = models.JSONField(default=list)
     # Chat endpoints: new tasks below this priority are not posted.
     min_priority = models.IntegerField(default=0)
+    # Only runs that name this endpoint as their `callback_url` report to it; otherwise
+    # every run of the workflow does.
+    named_runs_only = models.BooleanField(default=False)
     active = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=200, blank=True)
     disabled_at = models.DateTimeField(null=True, blank=True)

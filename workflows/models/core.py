@@ -103,6 +103,11 @@ class Run(models.Model):
     started_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The endpoint the starter named as its `callback_url` (one of the workflow's active
+    # webhook endpoints): it hears this run's events even if it hears no other run's.
+    callback_endpoint = models.ForeignKey(
+        "workflows.Endpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)

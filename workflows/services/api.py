@@ -32,6 +32,7 @@ def run_start_as(
     actor: Actor,
     version: int | None = None,
     source: str = "api",
+    callback_url: str | None = None,
     now: datetime | None = None,
 ) -> Run:
     """Start a run of `workflow` (on version number `version`, or the active one)."""
@@ -48,6 +49,7 @@ def run_start_as(
         source=source,
         started_by=user,
         version=pinned,
+        callback_url=callback_url,
         now=now,
     )
 

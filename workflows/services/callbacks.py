@@ -20,6 +20,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q, Subquery
 
 from workflows.chat import chat_message
 from workflows.models import (
@@ -57,19 +58,29 @@ def max_attempts() -> int:
 def deliveries_enqueue(
     *,
     workflow_id: int,
+    run_id: int | None,
     event: str,
     data: dict[str, Any] | Callable[[], dict[str, Any]],
     now: datetime,
 ) -> list[Delivery]:
-    """Write a pending Delivery for each active endpoint of the workflow subscribed to `event`.
+    """Write a pending Delivery for each active endpoint of the workflow subscribed to `event`
+    that hears from run `run_id`: every endpoint, except those kept for the runs that name
+    them (`named_runs_only`), which hear only from those.
 
     In the caller's transaction, which holds whatever the event changed. `data` may be a
     function: it is called only when some endpoint listens, so an event nobody subscribed
     to costs one query.
     """
+    hears = Q(named_runs_only=False)
+    if run_id is not None:
+        named = Run.objects.filter(pk=run_id).values("callback_endpoint_id")[:1]
+        hears |= Q(pk__in=Subquery(named))
     endpoints = list(
         Endpoint.objects.filter(
-            workflow_id=workflow_id, active=True, event_types__contains=[event]
+            hears,
+            workflow_id=workflow_id,
+            active=True,
+            event_types__contains=[event],
         ).order_by("pk")
     )
     if not endpoints:
@@ -125,7 +136,11 @@ def run_event(*, run: Run, event: str, output: Any, now: datetime) -> list[Deliv
     gate finished, the gate's final output: the approved, edited or no answer).
     """
     return deliveries_enqueue(
-        workflow_id=run.workflow_id, event=event, data=lambda: run_data(run, output), now=now
+        workflow_id=run.workflow_id,
+        run_id=run.pk,
+        event=event,
+        data=lambda: run_data(run, output),
+        now=now,
     )
 
 
@@ -177,6 +192,7 @@ def task_event(
     """
     return deliveries_enqueue(
         workflow_id=task.workflow_id,
+        run_id=task.run_id,
         event=event,
         data=lambda: task_data(task, output, decision, escalated_to),
         now=now,

@@ -55,16 +55,20 @@ def endpoint_create(
     event_types: Iterable[str] | None = None,
     description: str = "",
     min_priority: int | None = None,
+    named_runs_only: bool = False,
     now: datetime | None = None,
 ) -> Endpoint:
     """A new active endpoint. A webhook endpoint gets a fresh signing secret, readable as
-    `endpoint.secret` on the returned object: show it once, it is never shown again."""
+    `endpoint.secret` on the returned object: show it once, it is never shown again.
+    `named_runs_only` keeps it for the runs that name it as their `callback_url`."""
     now = now or timezone.now()
     access_workflow_admin(user=user, workflow=workflow)
     if kind not in Endpoint.Kind.values:
         raise InvalidInput(f"unknown endpoint kind {kind!r}")
     url = endpoint_check_url(url)
     events = endpoint_check_events(kind, event_types)
+    if named_runs_only and kind != Endpoint.Kind.WEBHOOK:
+        raise InvalidInput("only a webhook endpoint can be named by a run's callback_url")
     with transaction.atomic():
         endpoint = Endpoint.objects.create(
             workflow=workflow,
@@ -74,6 +78,7 @@ def endpoint_create(
             secret=new_signing_secret() if kind == Endpoint.Kind.WEBHOOK else None,
             event_types=events,
             min_priority=settings.HITL_CHAT_MIN_PRIORITY if min_priority is None else min_priority,
+            named_runs_only=named_runs_only,
             created_by=user,
             created_at=now,
         )
@@ -81,7 +86,12 @@ def endpoint_create(
             actor=Actor.for_user(user),
             verb="endpoint.created",
             target=endpoint,
-            payload={**_shown(endpoint), "workflow": workflow.slug, "kind": kind},
+            payload={
+                **_shown(endpoint),
+                "workflow": workflow.slug,
+                "kind": kind,
+                "named_runs_only": named_runs_only,
+            },
             now=now,
         )
     return endpoint

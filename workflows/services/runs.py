@@ -12,7 +12,7 @@ from django.utils import timezone
 from workflows import engine
 from workflows.definitions import WorkflowDefinition
 from workflows.errors import Conflict, InvalidInput
-from workflows.models import Event, Run, StepRun, Workflow, WorkflowVersion
+from workflows.models import Endpoint, Event, Run, StepRun, Workflow, WorkflowVersion
 from workflows.services.audit import Actor, audit_record
 from workflows.services.callbacks import run_event
 from workflows.services.hooks import HOOKS
@@ -41,12 +41,15 @@ def run_start(
     source: str = "api",
     started_by: Any = None,
     version: WorkflowVersion | None = None,
+    callback_url: str | None = None,
     now: datetime | None = None,
 ) -> Run:
     """Create a run on the workflow's active version and make its first step due.
 
     The run, its first StepRun and the audit event commit together; the step is enqueued
-    on commit, so a rolled-back caller leaves nothing to run.
+    on commit, so a rolled-back caller leaves nothing to run. `callback_url` names one of
+    the workflow's active webhook endpoints, which then hears this run's events even if it
+    is kept for the runs that name it (`Endpoint.named_runs_only`).
     """
     now = now or timezone.now()
     version = version or workflow.active_version
@@ -62,6 +65,7 @@ def run_start(
     if errors:
         raise InvalidInput("; ".join(errors))
     with transaction.atomic():
+        endpoint = None if callback_url is None else _named_endpoint(workflow, callback_url)
         run = Run.objects.create(
             workflow=workflow,
             version=version,
@@ -69,6 +73,7 @@ def run_start(
             input=input,
             source=source,
             started_by=started_by,
+            callback_endpoint=endpoint,
             created_at=now,
             updated_at=now,
         )
@@ -79,10 +84,36 @@ def run_start(
             actor=actor,
             verb="run.started",
             target=run,
-            payload={"workflow": workflow.slug, "version": version.number, "source": source},
+            payload={
+                "workflow": workflow.slug,
+                "version": version.number,
+                "source": source,
+                **({"callback_endpoint": endpoint.pk} if endpoint else {}),
+            },
             now=now,
         )
     return run
+
+
+def _named_endpoint(workflow: Workflow, url: str) -> Endpoint:
+    """The active webhook endpoint of `workflow` whose URL is exactly `url`.
+
+    Naming never reaches an address an admin did not configure: the endpoint's secret signs
+    what is sent and its SSRF check guards every attempt, as for any other delivery. Locked
+    so a concurrent disable cannot leave a run naming a disabled endpoint unnoticed.
+    """
+    endpoint = (
+        Endpoint.objects.select_for_update()
+        .filter(workflow=workflow, kind=Endpoint.Kind.WEBHOOK, active=True, url=url)
+        .order_by("pk")
+        .first()
+    )
+    if endpoint is None:
+        raise InvalidInput(
+            f"callback_url must be one of workflow {workflow.slug!r}'s active webhook "
+            "endpoints (an admin configures them)"
+        )
+    return endpoint
 
 
 def run_resume(

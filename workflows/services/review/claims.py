@@ -35,13 +35,17 @@ from workflows.services.audit import Actor, audit_record
 _CLAIMS_LOCK = 0x636C6169
 
 
-def review_claim(*, task: ReviewTask, user: Any, now: datetime | None = None) -> ReviewTask:
-    """Claim a task (or renew one's own live claim). The claim is a lease of HITL_REVIEW_CLAIM."""
+def review_claim(
+    *, task: ReviewTask, user: Any, actor: Actor | None = None, now: datetime | None = None
+) -> ReviewTask:
+    """Claim a task (or renew one's own live claim). The claim is a lease of HITL_REVIEW_CLAIM.
+
+    `actor` is how the audit trail names `user` (the API names the token too)."""
     now = now or timezone.now()
     access_task_decide(user=user, task=task)
     with transaction.atomic():
         task = task_locked(task)
-        claim_take(task, user, now)
+        claim_take(task, user, now, actor=actor)
     return task
 
 
@@ -102,7 +106,9 @@ def review_renew(*, task: ReviewTask, user: Any, now: datetime | None = None) ->
     return task
 
 
-def review_release(*, task: ReviewTask, user: Any, now: datetime | None = None) -> ReviewTask:
+def review_release(
+    *, task: ReviewTask, user: Any, actor: Actor | None = None, now: datetime | None = None
+) -> ReviewTask:
     """Give a claimed task back to the queue: one's own claim, or, for the workflow's admins,
     anyone's."""
     now = now or timezone.now()
@@ -118,7 +124,7 @@ def review_release(*, task: ReviewTask, user: Any, now: datetime | None = None) 
         claim_drop(task)
         payload = {} if holder is None or holder.pk == user.pk else {"held_by": holder.pk}
         audit_record(
-            actor=Actor.for_user(user),
+            actor=actor or Actor.for_user(user),
             verb="review.released",
             target=task,
             payload=payload,
@@ -186,19 +192,19 @@ def task_locked(task: ReviewTask) -> ReviewTask:
     )
 
 
-def claim_take(task: ReviewTask, user: Any, now: datetime) -> None:
+def claim_take(task: ReviewTask, user: Any, now: datetime, *, actor: Actor | None = None) -> None:
     """Claim the locked, live-checked `task` for `user`, or renew their claim; every rule of
     taking a claim is checked here (held by another, assigned to another, the cap)."""
     check_live(task)
     if holds(task, user, now):
-        _claim(task, user, now)
+        _claim(task, user, now, actor)
         return
     if _held_by_other(task, user, now):
         raise Conflict(claimed_message(task))
     if task.assignee_id not in (None, user.pk) and not is_workflow_admin(user, task.workflow):
         raise Conflict(f"task {task.pk} is assigned to {task.assignee}")
     _check_cap(user, now, claiming=task.pk)
-    _claim(task, user, now)
+    _claim(task, user, now, actor)
 
 
 def claim_drop(task: ReviewTask) -> None:
@@ -258,7 +264,7 @@ def claimed_message(task: ReviewTask) -> str:
     return f"task {task.pk} is claimed by {task.claimed_by}{when}"
 
 
-def _claim(task: ReviewTask, user: Any, now: datetime) -> None:
+def _claim(task: ReviewTask, user: Any, now: datetime, actor: Actor | None = None) -> None:
     renewing = holds(task, user, now)
     task.status = ReviewTask.Status.CLAIMED
     task.claimed_by = user
@@ -270,7 +276,7 @@ def _claim(task: ReviewTask, user: Any, now: datetime) -> None:
     task.save(update_fields=["status", "claimed_by", "claimed_at", "claim_expires_at"])
     if not renewing:
         audit_record(
-            actor=Actor.for_user(user),
+            actor=actor or Actor.for_user(user),
             verb="review.claimed",
             target=task,
             payload={"until": task.claim_expires_at.isoformat()},

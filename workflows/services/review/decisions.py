@@ -46,6 +46,7 @@ def review_decide(
     reason: str = "",
     output: Any = None,
     claim: bool = False,
+    actor: Actor | None = None,
     now: datetime | None = None,
 ) -> Decision:
     """Decide a task one holds a live claim on: approve, reject, edit (and approve), escalate.
@@ -54,7 +55,8 @@ def review_decide(
     decision that fails leaves no claim behind. Approve, edit and reject complete the gate
     through `run_resume` with the final output (the AI's, the edit, or none for a
     rejection); the guarded step is never changed. Escalate hands the task to the escalation
-    level and the run keeps waiting.
+    level and the run keeps waiting. `actor` is how the audit trail names `user` (the API
+    names the token too).
     """
     now = now or timezone.now()
     declared = REVIEW_ACTIONS.get(action)
@@ -86,7 +88,7 @@ def review_decide(
             )
         edited = _edited_output(task, run, output) if action == Decision.Action.EDIT else None
         if claim and not task.held_by(user.pk, now):
-            claim_take(task, user, now)
+            claim_take(task, user, now, actor=actor)
         check_holds(task, user, now)
         assert task.claimed_at is not None
         decision = Decision.objects.create(
@@ -100,7 +102,7 @@ def review_decide(
             decided_at=now,
             time_spent=now - task.claimed_at,
         )
-        actor = Actor.for_user(user)
+        actor = actor or Actor.for_user(user)
         escalating = action == Decision.Action.ESCALATE
         task.status = ReviewTask.Status.ESCALATED if escalating else ReviewTask.Status.DECIDED
         task.closed_at = now

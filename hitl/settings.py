@@ -103,8 +103,16 @@ if not _database_url:
         "PostgreSQL when none is configured, or point DATABASE_URL at your server."
     )
 DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
-if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
-    raise ImproperlyConfigured("hitl needs PostgreSQL; DATABASE_URL names another engine.")
+# Two roles (workflows/dbroles.py): DATABASE_URL is the role the application runs as, and
+# DATABASE_OWNER_URL, if set, the role that owns the tables, which `migrate` runs as. The
+# tests invert this: DATABASE_URL is the owner (the test runner creates and flushes the
+# database) and DATABASE_RUNTIME_URL the application's role, for the tests that attack it.
+for _alias, _variable in (("owner", "DATABASE_OWNER_URL"), ("runtime", "DATABASE_RUNTIME_URL")):
+    if os.environ.get(_variable):
+        DATABASES[_alias] = dj_database_url.parse(os.environ[_variable], conn_max_age=0)
+for _alias, _db in DATABASES.items():
+    if _db["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(f"hitl needs PostgreSQL; the {_alias} database is not.")
 # psycopg prepares a statement after this many runs on a connection. Only the engine's two
 # hot statements (claim and record) bind server-side and can be prepared; Django's own
 # queries never are. Set it empty behind a transaction-mode pooler older than PgBouncer 1.21.

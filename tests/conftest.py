@@ -18,6 +18,37 @@ from workflows.models import Workflow
 os.environ.setdefault("HITL_EXTRA_STEP_KINDS", "tests.kinds")
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None) -> Iterator[None]:
+    """The test database, and the `runtime` alias (the application's role) pointed at it.
+
+    Django takes an alias with the same host, port and name as `default` for a mirror of it
+    and gives it the owner's credentials: give the runtime role back its own.
+    """
+    from django.conf import settings
+    from django.db import connections
+
+    if "runtime" in settings.DATABASES:
+        # In place, in the dict the connection handler builds connections from: a connection
+        # made later (another thread or context, as the browser tests' make) gets it too.
+        runtime = connections.settings["runtime"]
+        runtime.update(
+            {
+                **connections["default"].settings_dict,
+                "USER": runtime["USER"],
+                "PASSWORD": runtime["PASSWORD"],
+                "CONN_MAX_AGE": 0,
+                # A mirror is not flushed between tests: the owner's flush covers it.
+                "TEST": {**connections["default"].settings_dict["TEST"], "MIRROR": "default"},
+            }
+        )
+        connections["runtime"].close()
+        connections["runtime"].settings_dict = runtime
+    yield
+    if "runtime" in settings.DATABASES:
+        connections["runtime"].close()  # the test database is dropped after this
+
+
 @pytest.fixture(autouse=True)
 def _test_step_kinds(settings: Any) -> Iterator[None]:
     from workflows.steps import registry

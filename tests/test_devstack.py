@@ -32,16 +32,22 @@ PROBE = textwrap.dedent(
     import json, os, sys
     import django, redis
     django.setup()
-    from django.db import connection
+    from django.db import connection, connections
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_database(), current_setting('server_version_num')")
         database, version = cursor.fetchone()
+    users = []
+    for alias in ("default", "runtime"):
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SELECT current_user")
+            users.append(cursor.fetchone()[0])
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
     client.set("devstack-probe", "ok")
     print(json.dumps({
         "database_url": os.environ["DATABASE_URL"],
         "redis_url": os.environ["REDIS_URL"],
         "database": database,
+        "users": users,
         "version": int(version),
         "redis_pid": client.info()["process_id"],
         "redis_value": client.get("devstack-probe").decode(),
@@ -52,7 +58,8 @@ PROBE = textwrap.dedent(
 
 
 def devstack_env(var: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    unset = ("DATABASE_URL", "DATABASE_OWNER_URL", "DATABASE_RUNTIME_URL", "REDIS_URL")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(HITL_VAR_DIR=str(var), DEBUG="1", DJANGO_SETTINGS_MODULE="hitl.settings", **extra)
     return env
 
@@ -139,7 +146,9 @@ def test_exec_starts_servers_forwards_exit_code_and_stops_them(var: Path) -> Non
     assert seen["database"] == "hitl"
     assert seen["version"] >= 180000  # type: ignore[operator]
     assert seen["redis_value"] == "ok"
-    assert str(seen["database_url"]).startswith("postgres://postgres@/hitl?host=")
+    # The tests' layout: the owner creates test databases, the app's role is `runtime`.
+    assert str(seen["database_url"]).startswith("postgres://hitl_owner@/hitl?host=")
+    assert seen["users"] == ["hitl_owner", "hitl_app"]
     assert not (var / "postgres" / "postmaster.pid").exists()
     assert wait_gone(int(seen["redis_pid"]))  # type: ignore[call-overload]
     assert not redis_answers(seen["redis_url"])
@@ -165,7 +174,7 @@ def test_servers_it_did_not_start_are_left_running(var: Path) -> None:
     started = run_devstack(var, "env")
     assert started.returncode == 0, started.stderr
     exports = dict(word.split("=", 1) for word in shlex.split(started.stdout) if "=" in word)
-    assert set(exports) == {"DATABASE_URL", "REDIS_URL"}
+    assert set(exports) == {"DATABASE_URL", "DATABASE_RUNTIME_URL", "REDIS_URL"}
     pg_pid = devstack.postmaster_pid(var / "postgres")
     assert pg_pid is not None
 
@@ -383,3 +392,42 @@ def test_run_makes_var_even_when_it_starts_no_server(monkeypatch: pytest.MonkeyP
         quiet = SimpleNamespace(received=None)
         assert devstack.run_app("127.0.0.1", 8000, var, {}, quiet) == 3  # type: ignore[arg-type]
         assert seen == [True]
+
+
+# Run inside `exec`: act as the superuser on the private database, then report owners.
+AS_SUPERUSER = textwrap.dedent(
+    """
+    import json, os, sys
+    import psycopg
+    url = os.environ["DATABASE_URL"].replace("hitl_owner@", "postgres@", 1)
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in sys.argv[1:]:
+            conn.execute(statement)
+        print(json.dumps(conn.execute(
+            "SELECT (SELECT pg_get_userbyid(datdba) FROM pg_database"
+            "        WHERE datname = current_database()),"
+            " (SELECT tableowner FROM pg_tables WHERE tablename = 'made_by_an_older_hitl')"
+        ).fetchone()))
+    """
+)
+
+
+def test_a_database_made_before_the_two_roles_is_handed_to_the_owner(var: Path) -> None:
+    # As an older hitl left it: the database and its tables belong to the superuser.
+    made = run_devstack(
+        var,
+        "exec",
+        "--",
+        sys.executable,
+        "-c",
+        AS_SUPERUSER,
+        "ALTER DATABASE hitl OWNER TO postgres",
+        "CREATE TABLE made_by_an_older_hitl (id int)",
+    )
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout) == ["postgres", "postgres"]
+
+    again = run_devstack(var, "exec", "--", sys.executable, "-c", AS_SUPERUSER)
+
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == ["hitl_owner", "hitl_owner"]

@@ -34,6 +34,8 @@ INTROSPECT = textwrap.dedent(
         "demo": settings.HITL_DEMO,
         "db_host": db["HOST"] or db["OPTIONS"].get("host", ""),
         "db_name": db["NAME"],
+        "db_user": db["USER"],
+        "owner_user": settings.DATABASES.get("owner", {}).get("USER"),
         "broker": settings.CELERY_BROKER_URL,
     }))
     """
@@ -93,6 +95,8 @@ def test_fresh_shell_gets_the_project_interpreter_and_development_settings(var: 
     assert seen["demo"] is True
     assert seen["db_host"] == str((var / "postgres").resolve())
     assert seen["db_name"] == devstack.DB_NAME
+    # As `make run`: the app's role, and the owner for `migrate`.
+    assert (seen["db_user"], seen["owner_user"]) == (devstack.APP_ROLE, devstack.OWNER_ROLE)
 
 
 def test_explicit_environment_wins_in_private_mode(var: Path) -> None:
@@ -177,7 +181,9 @@ def test_without_a_venv_it_says_to_run_make_install(var: Path, tmp_path: Path) -
 
 def test_a_record_of_make_run_is_trusted_only_while_that_run_lives(var: Path) -> None:
     # What `make run` records, as if its Redis were on a port where nothing listens.
-    database_url = f"postgres://postgres@/{devstack.DB_NAME}?host={quote(str(var / 'postgres'))}"
+    database_url = (
+        f"postgres://{devstack.APP_ROLE}@/{devstack.DB_NAME}?host={quote(str(var / 'postgres'))}"
+    )
     unused = "redis://127.0.0.1:1/0"
     finished = subprocess.Popen(["true"])
     finished.wait()

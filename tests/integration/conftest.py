@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,7 +10,7 @@ import redis
 from django.conf import settings as django_settings
 from django.db import connection
 
-from tests.integration.worker import WORKER_ENV, Worker, database_url_for
+from tests.integration.worker import WORKER_ENV, Worker, worker_database_url
 from workflows import services
 
 pytestmark = pytest.mark.integration
@@ -23,7 +22,7 @@ pytestmark = pytest.mark.integration
 def _worker_process(
     django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Worker]:
-    url = database_url_for(os.environ["DATABASE_URL"], connection.settings_dict["NAME"])
+    url = worker_database_url(connection.settings_dict["NAME"])
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     worker = Worker(url, log)
     worker.start()

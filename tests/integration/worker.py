@@ -33,6 +33,13 @@ def database_url_for(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
+def worker_database_url(name: str) -> str:
+    """The test database `name`, as the application's role when the tests have one."""
+    return database_url_for(
+        os.environ.get("DATABASE_RUNTIME_URL") or os.environ["DATABASE_URL"], name
+    )
+
+
 class Worker:
     def __init__(
         self, database_url: str, log_path: Path, *, concurrency: int = 1, include: str = ""

@@ -55,6 +55,7 @@ def test_a_delivery_is_signed_so_that_standard_webhooks_verifies_it(
     assert request.headers["webhook-id"].startswith("msg_")
     assert json.loads(request.body) == {"subject": "Charged twice", "body": "Order 1042"}
     assert (accepted.run, accepted.status, accepted.duplicate) == (17, "pending", False)
+    assert accepted.webhook_id == request.headers["webhook-id"]
 
 
 def test_a_signature_made_with_another_secret_would_not_verify(

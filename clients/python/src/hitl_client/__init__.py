@@ -25,7 +25,7 @@ from hitl_client.models import (
     WebhookAccepted,
     Workflow,
 )
-from hitl_client.webhooks import WebhookSender
+from hitl_client.webhooks import WebhookSender, new_webhook_id
 
 __all__ = [
     "FINAL_STATUSES",
@@ -48,5 +48,6 @@ __all__ = [
     "WebhookSender",
     "Workflow",
     "__version__",
+    "new_webhook_id",
     "verify_callback",
 ]

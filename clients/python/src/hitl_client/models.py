@@ -325,11 +325,14 @@ class WebhookAccepted:
     run: int
     status: RunStatus
     duplicate: bool
+    # The delivery's webhook-id: send it again with the same payload to retry it later.
+    webhook_id: str
     raw: Json = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_json(cls, data: Json) -> WebhookAccepted:
+    def from_json(cls, data: Json, *, webhook_id: str) -> WebhookAccepted:
         return cls(
+            webhook_id=webhook_id,
             run=data["run"],
             status=cast(RunStatus, data["status"]),
             duplicate=data["duplicate"],

@@ -83,4 +83,4 @@ class WebhookSender:
             }
 
         response = self._http.send("POST", self.url, headers=signed, content=body)
-        return WebhookAccepted.from_json(json_of(response))
+        return WebhookAccepted.from_json(json_of(response), webhook_id=msg_id)

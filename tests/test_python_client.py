@@ -28,7 +28,16 @@ from hitl.accounts.models import SCOPES
 from hitl.accounts.services import api_token_create
 from tests.api.conftest import WAIT_DEFINITION
 from tests.helpers import drive
-from workflows.models import Run, Workflow
+from tests.review.conftest import (  # noqa: F401 (fixtures, found by name)
+    _review_kinds,
+    escalator,
+    escalators,
+    make_gate_workflow,
+    start,
+    task,
+    workflow,
+)
+from workflows.models import ReviewTask, Run, Workflow
 from workflows.services import webhook_sources
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,9 +151,9 @@ def test_the_clients_environment_has_no_django(venv_python: Path) -> None:
 @pytest.fixture
 def expenses(make_workflow: Callable[..., Workflow], owner: User) -> Workflow:
     """A wait step then a transform (tests/api): the owner is its admin."""
-    workflow = make_workflow(WAIT_DEFINITION)
-    workflow.admins.add(owner)
-    return workflow
+    wait_workflow = make_workflow(WAIT_DEFINITION)
+    wait_workflow.admins.add(owner)
+    return wait_workflow
 
 
 @pytest.fixture
@@ -210,3 +219,26 @@ def test_refusals_are_api_errors_with_hitls_code(
         forger.send({"amount": 12})
     assert (e.value.status, e.value.code) == (401, "invalid_signature")
     assert Run.objects.count() == 0
+
+
+def test_a_reviewer_lists_reads_claims_releases_and_decides_a_task(
+    live_server: Any,
+    reviewer: User,
+    task: ReviewTask,  # noqa: F811 (the fixture imported above)
+) -> None:
+    _, token = api_token_create(user=reviewer, name="desk", scopes=SCOPES)
+    with Client(live_server.url, token) as hitl:
+        (queued,) = hitl.list_tasks(workflow="triage", actionable=True)
+        assert (queued.id, queued.status, queued.can_decide) == (task.pk, "open", True)
+        shown = hitl.get_task(task.pk)
+        assert shown.shown["confidence"] == 0.5 and "approve" in shown.actions
+        assert hitl.claim_task(task.pk).claimed_by_me
+        assert hitl.release_task(task.pk).status == "open"
+        decided = hitl.decide_task(task.pk, "approve")
+        with pytest.raises(ApiError) as again:
+            hitl.decide_task(task.pk, "reject", reason="changed my mind")
+
+    assert decided.status == "decided" and decided.actions == []
+    assert [(d.action, d.reviewer) for d in decided.decisions] == [("approve", "reviewer")]
+    assert again.value.status == 409
+    assert ReviewTask.objects.get(pk=task.pk).status == "decided"

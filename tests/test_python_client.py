@@ -38,7 +38,7 @@ from tests.review.conftest import (  # noqa: F401 (fixtures, found by name)
     workflow,
 )
 from workflows.models import ReviewTask, Run, Workflow
-from workflows.services import webhook_sources
+from workflows.services import endpoint_create, webhook_sources
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT = ROOT / "clients" / "python"
@@ -181,6 +181,17 @@ def test_start_a_run_read_it_resume_it_and_wait_for_the_end(hitl: Client, owner:
     assert (done.status, done.outcome, done.output) == ("completed", "approved", {"booked": 40})
     assert [summary.id for summary in hitl.list_runs(workflow="expenses")] == [started.id]
     assert [wf.slug for wf in hitl.list_workflows()] == ["expenses"]
+
+
+def test_a_run_names_its_callback_endpoint(hitl: Client, expenses: Workflow, owner: User) -> None:
+    url = "https://erp.example.com/hitl/callback"
+    endpoint_create(workflow=expenses, user=owner, url=url, named_runs_only=True)
+    run = hitl.start_run("expenses", {"amount": 3}, callback_url=url)
+    assert run.callback_url == url and hitl.get_run(run.id).callback_url == url
+    with pytest.raises(ApiError) as e:
+        hitl.start_run("expenses", {"amount": 3}, callback_url="https://elsewhere.example/x")
+    assert e.value.status == 400 and "callback_url" in e.value.message
+    assert hitl.start_run("expenses", {"amount": 4}).callback_url is None
 
 
 def test_a_signed_webhook_starts_a_run_and_its_retry_gets_the_same_run(

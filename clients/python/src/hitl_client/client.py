@@ -119,16 +119,21 @@ class Client:
         input: Any,
         *,
         version: int | None = None,
+        callback_url: str | None = None,
         idempotency_key: str | None = None,
     ) -> Run:
         """Start a run of `workflow` (a slug) on its active version, or on `version`.
 
+        `callback_url` sends the run's events to that endpoint: it must be exactly the URL of
+        one of the workflow's webhook endpoints, which an admin configures (else a 400).
         Pass your own `idempotency_key` (an order number, say) to make a retry of the whole
         call, even from another process, start one run: hitl keeps keys for 24 hours.
         """
         body: dict[str, Any] = {"input": input}
         if version is not None:
             body["version"] = version
+        if callback_url is not None:
+            body["callback_url"] = callback_url
         return Run.from_json(
             self._post(f"/workflows/{workflow}/runs", body, idempotency_key=idempotency_key)
         )

@@ -215,11 +215,14 @@ class Run(RunSummary):
     error: str
     steps: list[Step]
     reviews: list[Review]
+    # The endpoint the run named for its events (`start_run(callback_url=...)`), if any.
+    callback_url: str | None = None
 
     @classmethod
     def from_json(cls, data: Json) -> Run:
         return cls(
             **_run_summary_fields(data),
+            callback_url=data.get("callback_url"),
             input=data["input"],
             output=data["output"],
             error=data["error"],

@@ -76,14 +76,14 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot write {options['out']}: {exc}") from None
         if show:
-            self.stderr.write("")
+            self._note("")
         where = "stdout" if options["out"] == "-" else options["out"]
         noun = "row" if result.rows == 1 else "rows"
         summary = f"wrote {result.rows} {noun} to {where} (sha256 {result.sha256})"
         if result.skipped:
             counts = ", ".join(f"{n} {why}" for why, n in sorted(result.skipped.items()))
             summary += f"; skipped {counts}"
-        self.stderr.write(summary)
+        self._note(summary)
 
     def _actor(self, username: str | None) -> services.Actor:
         if not username:
@@ -96,7 +96,15 @@ class Command(BaseCommand):
     def _progress(self, read: int, rows: int, total: int) -> None:
         # One line, redrawn in place on a terminal; one line per batch anywhere else.
         end = "\r" if self.stderr.isatty() else "\n"
-        self.stderr.write(f"exporting: {read}/{total} items, {rows} rows", ending=end)
+        self._note(f"exporting: {read}/{total} items, {rows} rows", ending=end)
+
+    def _note(self, text: str, ending: str = "\n") -> None:
+        # Plain text: Django would paint everything written to a terminal's stderr as an error.
+        self.stderr.write(text, style_func=_plain, ending=ending)
+
+
+def _plain(text: str) -> str:
+    return text
 
 
 def _moment(text: str | None, flag: str) -> datetime | None:

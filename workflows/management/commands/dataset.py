@@ -13,7 +13,7 @@ from django.utils import timezone
 from workflows import services
 from workflows.datasets import ACTIONS, FORMATS, REGIONS
 from workflows.errors import InvalidInput
-from workflows.services.datasets import BATCH_SIZE, DatasetFilters, dataset_export
+from workflows.services.datasets import BATCH_SIZE, DatasetFilters
 from workflows.splits import SPLITS
 
 
@@ -62,7 +62,7 @@ class Command(BaseCommand):
         )
         show = options["progress"] or self.stderr.isatty()
         try:
-            result = dataset_export(
+            result = services.dataset_export(
                 filters=filters,
                 fmt=options["format"],
                 out=options["out"],

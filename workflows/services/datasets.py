@@ -129,29 +129,20 @@ def dataset_export(
     dataset_check(filters, fmt)
     rate = check_rate(settings.HITL_EVAL_SPLIT_RATE)
     skipped: Counter[str] = Counter()
-    digest = hashlib.sha256()
-    rows = 0
     lines = _lines(filters, fmt, rate, skipped, batch_size, progress)
     if out == "-":
         if stream is None:
             raise ValueError("an export to - needs a stream")
-        for line in lines:
-            stream.write(line)
-            digest.update(line.encode("utf-8"))
-            rows += 1
+        rows, sha256 = _write(lines, stream)
     else:
         target = Path(out)
         partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
         try:
             with partial.open("w", encoding="utf-8", newline="\n") as handle:
-                for line in lines:
-                    handle.write(line)
-                    digest.update(line.encode("utf-8"))
-                    rows += 1
+                rows, sha256 = _write(lines, handle)
             partial.replace(target)
         finally:
             partial.unlink(missing_ok=True)
-    sha256 = digest.hexdigest()
     event = audit_record(
         actor=actor,
         verb="dataset.exported",
@@ -168,6 +159,16 @@ def dataset_export(
         now=now,
     )
     return ExportResult(rows=rows, sha256=sha256, skipped=dict(skipped), event=event)
+
+
+def _write(lines: Iterator[str], stream: Writable) -> tuple[int, str]:
+    """Write every line; how many, and the SHA-256 of their UTF-8 bytes (the file's)."""
+    digest, rows = hashlib.sha256(), 0
+    for line in lines:
+        stream.write(line)
+        digest.update(line.encode("utf-8"))
+        rows += 1
+    return rows, digest.hexdigest()
 
 
 def dataset_items(

@@ -309,6 +309,31 @@ HITL_AI_RATE_LIMITS: dict[str, int] = {
     if value
 }
 
+# --- Datasets (manage.py dataset export) ---------------------------------------------------
+
+
+def eval_split_rate() -> float:
+    """`HITL_EVAL_SPLIT_RATE`: the held-out share of reviewed items (workflows/splits.py).
+
+    Checked here so that a typo stops the process at start instead of silently moving items
+    between train and eval; lowering it leaks evaluation items into training (docs/datasets.md).
+    """
+    raw = os.environ.get("HITL_EVAL_SPLIT_RATE", "").strip()
+    if not raw:
+        return 0.10
+    try:
+        rate = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"HITL_EVAL_SPLIT_RATE must be a number between 0 and 1, not {raw!r}"
+        ) from None
+    if not 0 <= rate <= 1:
+        raise ImproperlyConfigured(f"HITL_EVAL_SPLIT_RATE must be between 0 and 1, not {raw!r}")
+    return rate
+
+
+HITL_EVAL_SPLIT_RATE = eval_split_rate()
+
 # --- Inbound webhooks (POST /api/v1/webhooks/<source>/) -----------------------------------------
 # The largest body accepted; a larger Content-Length is refused (413) before anything is read.
 HITL_WEBHOOK_MAX_BYTES = int(os.environ.get("HITL_WEBHOOK_MAX_BYTES", str(256 * 1024)))

@@ -124,7 +124,10 @@ def test_step_kinds_reach_the_services_only_through_their_hooks() -> None:
     assert offenders("workflows.steps", ("workflows.services",)) == []
 
 
-@pytest.mark.parametrize("module", ["workflows.engine", "workflows.definitions"])
+PURE = ["workflows.engine", "workflows.definitions", "workflows.splits", "workflows.datasets"]
+
+
+@pytest.mark.parametrize("module", PURE)
 def test_pure_modules_never_import_the_orm(module: str) -> None:
     assert offenders(module, ("workflows.models", "django.db", "django.contrib")) == []
 

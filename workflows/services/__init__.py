@@ -8,6 +8,7 @@ ask of the services is in `hooks`.
 from workflows.services.ai import local_model_train, workflow_set_daily_cap
 from workflows.services.audit import Actor, audit_record, audit_seal, audit_verify
 from workflows.services.callbacks import deliveries_enqueue
+from workflows.services.datasets import dataset_export
 from workflows.services.definitions import workflow_import
 from workflows.services.deliveries import delivery_redeliver, delivery_send
 from workflows.services.endpoints import (
@@ -57,6 +58,7 @@ __all__ = [
     "audit_record",
     "audit_seal",
     "audit_verify",
+    "dataset_export",
     "deliveries_enqueue",
     "deliveries_sweep",
     "delivery_redeliver",

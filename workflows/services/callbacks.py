@@ -35,6 +35,9 @@ from workflows.models import (
 from workflows.notifications import task_url
 from workflows.services.audit import Actor, audit_event
 
+# The run input's own `id`, as events report it and as the evaluation split keys on it.
+from workflows.splits import input_id
+
 SYSTEM = Actor.system("callbacks")
 # The Celery task that sends a delivery (`workflows.tasks`), sent by name and routed to the
 # `callbacks` queue in hitl/celery.py.
@@ -241,15 +244,6 @@ def task_data(
 
 
 # --- Shared --------------------------------------------------------------------------------
-
-
-def input_id(value: Any) -> str | int | None:
-    """The run input's own identifier, its top-level `id`, if it has a plain one."""
-    if isinstance(value, dict):
-        found = value.get("id")
-        if isinstance(found, str | int) and not isinstance(found, bool):
-            return found
-    return None
 
 
 def decision_summary(decision: Decision | None) -> dict[str, Any] | None:

@@ -35,6 +35,26 @@ class WorkflowAdmin(admin.ModelAdmin):
     readonly_fields = ["active_version", "created_at"]
 
     def save_model(self, request: HttpRequest, obj: Workflow, form: Any, change: bool) -> None:
+        # Who may do what is audited: the roles as they were, for `save_related` to compare.
+        if change:
+            request._hitl_roles_before = services.workflow_roles(  # type: ignore[attr-defined]
+                Workflow.objects.get(pk=obj.pk)
+            )
+        self._save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        actor = services.Actor.for_user(request.user)
+        if change:
+            services.workflow_roles_record(
+                workflow=form.instance,
+                before=request._hitl_roles_before,  # type: ignore[attr-defined]
+                actor=actor,
+            )
+        else:
+            services.workflow_created_record(workflow=form.instance, actor=actor)
+
+    def _save_model(self, request: HttpRequest, obj: Workflow, form: Any, change: bool) -> None:
         cap = obj.daily_cost_cap_usd
         if change and "daily_cost_cap_usd" in form.changed_data:
             # Through the service: the change is audited and budget waits resume at once.

@@ -5,6 +5,13 @@ are in `sweepers`; the engine's two hot statements are in `fastpath`; what step 
 ask of the services is in `hooks`.
 """
 
+from workflows.services.access import (
+    user_access,
+    user_access_record,
+    workflow_created_record,
+    workflow_roles,
+    workflow_roles_record,
+)
 from workflows.services.ai import local_model_train, workflow_set_daily_cap
 from workflows.services.audit import Actor, audit_record, audit_seal, audit_verify
 from workflows.services.callbacks import deliveries_enqueue
@@ -92,6 +99,11 @@ __all__ = [
     "step_fail",
     "step_retry",
     "steps_sweep",
+    "user_access",
+    "user_access_record",
+    "workflow_created_record",
     "workflow_import",
+    "workflow_roles",
+    "workflow_roles_record",
     "workflow_set_daily_cap",
 ]

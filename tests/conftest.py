@@ -49,6 +49,32 @@ def django_db_setup(django_db_setup: None) -> Iterator[None]:
         connections["runtime"].close()  # the test database is dropped after this
 
 
+@pytest.fixture(scope="session")
+def live_server(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """pytest-django's live server, serving as the application's database role when the
+    tests have one (tests/liveserver.py)."""
+    from django.conf import settings
+    from pytest_django.live_server_helper import LiveServer
+
+    from tests.liveserver import RuntimeRoleLiveServerThread
+
+    addr = request.config.getvalue("liveserver") or "localhost"
+    server = LiveServer(addr, start=False)
+    if "runtime" in settings.DATABASES:
+        request.getfixturevalue("django_db_setup")
+        thread = server.thread
+        server.thread = RuntimeRoleLiveServerThread(
+            thread.host,
+            static_handler=thread.static_handler,
+            connections_override=thread.connections_override,
+            port=thread.port,
+        )
+        server.thread.daemon = True
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
 def _test_step_kinds(settings: Any) -> Iterator[None]:
     from workflows.steps import registry

@@ -198,3 +198,37 @@ def test_check_deploy_warns_when_the_app_would_run_as_the_owner() -> None:
     assert check_database_roles() == []
     [warning] = database_roles_warnings({"default": settings.DATABASES["default"]})
     assert warning.id == W_ONE_ROLE and "DATABASE_OWNER_URL" in warning.msg
+
+
+def test_the_live_server_serves_as_the_runtime_role(
+    live_server: Any, make_workflow: Any, owner: Any, system: services.Actor
+) -> None:
+    import threading
+
+    import httpx
+    from django.db.backends.signals import connection_created
+
+    from hitl.accounts.models import SCOPES
+    from hitl.accounts.services import api_token_create
+    from tests.api.conftest import WAIT_DEFINITION
+
+    workflow = make_workflow(WAIT_DEFINITION)
+    workflow.admins.add(owner)
+    run = services.run_start(workflow=workflow, input={"amount": 1}, actor=system)
+    _, token = api_token_create(user=owner, name="roles", scopes=SCOPES)
+    served_as: list[str] = []
+
+    def opened(sender: Any, connection: Any, **kwargs: Any) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            served_as.append(connection.settings_dict["USER"])
+
+    connection_created.connect(opened)
+    try:
+        response = httpx.get(
+            f"{live_server.url}/api/v1/runs/{run.pk}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    finally:
+        connection_created.disconnect(opened)
+    assert response.status_code == 200 and response.json()["id"] == run.pk
+    assert served_as and set(served_as) == {settings.DATABASES["runtime"]["USER"]}

@@ -6,7 +6,8 @@ ask of the services is in `hooks`.
 """
 
 from workflows.services.ai import local_model_train, workflow_set_daily_cap
-from workflows.services.audit import Actor, audit_record, audit_seal, audit_verify
+from workflows.services.audit import Actor, audit_backlog, audit_record, audit_seal
+from workflows.services.audit_verify import audit_verify, audit_verify_scheduled
 from workflows.services.callbacks import deliveries_enqueue
 from workflows.services.definitions import workflow_import
 from workflows.services.deliveries import delivery_redeliver, delivery_send
@@ -54,9 +55,11 @@ from workflows.services.sweepers import (
 __all__ = [
     "Actor",
     "ai_budget_sweep",
+    "audit_backlog",
     "audit_record",
     "audit_seal",
     "audit_verify",
+    "audit_verify_scheduled",
     "deliveries_enqueue",
     "deliveries_sweep",
     "delivery_redeliver",

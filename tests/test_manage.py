@@ -35,6 +35,8 @@ INTROSPECT = textwrap.dedent(
         "db_host": db["HOST"] or db["OPTIONS"].get("host", ""),
         "db_name": db["NAME"],
         "broker": settings.CELERY_BROKER_URL,
+        "audit_key_id": settings.HITL_AUDIT_KEYS[0][0],
+        "audit_checkpoints": settings.HITL_AUDIT_CHECKPOINT_FILE,
     }))
     """
 )
@@ -93,6 +95,10 @@ def test_fresh_shell_gets_the_project_interpreter_and_development_settings(var: 
     assert seen["demo"] is True
     assert seen["db_host"] == str((var / "postgres").resolve())
     assert seen["db_name"] == devstack.DB_NAME
+    # The private stack's own audit key, made once and kept beside its database.
+    assert seen["audit_key_id"] == "dev"
+    assert (var / devstack.AUDIT_KEY).stat().st_mode & 0o777 == 0o600
+    assert seen["audit_checkpoints"] == str(var / devstack.AUDIT_CHECKPOINTS)
 
 
 def test_explicit_environment_wins_in_private_mode(var: Path) -> None:
@@ -121,7 +127,15 @@ def test_own_database_gets_no_development_defaults(var: Path) -> None:
     assert done.returncode != 0
     assert "SECRET_KEY must be set" in done.stderr
 
-    seen = introspect(var, DATABASE_URL=own, SECRET_KEY="theirs")
+    # Nor an audit key: production names its own, which is not SECRET_KEY.
+    done = manage(var, "workflow", "schema", DATABASE_URL=own, SECRET_KEY="theirs")
+    assert done.returncode != 0
+    assert "HITL_AUDIT_KEYS (or HITL_AUDIT_KEY) must be set" in done.stderr
+
+    seen = introspect(
+        var, DATABASE_URL=own, SECRET_KEY="theirs", HITL_AUDIT_KEYS="prod:their-audit-key-123"
+    )
+    assert seen["audit_key_id"] == "prod" and seen["audit_checkpoints"] is None
     assert seen["debug"] is False
     assert seen["db_host"] == "db.invalid"
     assert seen["broker"] == "redis://127.0.0.1:6379/0"  # the settings' default, as before

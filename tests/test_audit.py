@@ -7,7 +7,7 @@ import itertools
 import json
 import logging
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -331,3 +331,28 @@ def test_events_created_after_the_seal_before_them_pass_with_no_slack(
     services.audit_seal()
     settings.HITL_AUDIT_BACKDATE_SLACK = timedelta(0)
     assert services.audit_verify().ok
+
+
+@pytest.mark.parametrize("key_id", ["", "test"])
+def test_the_fast_link_writes_exactly_the_canonical_chain_fields(key_id: str) -> None:
+    now = datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=UTC)
+    fields = {
+        "seq": 12,
+        "id": 34,
+        "created_at": now,
+        "actor_type": "user",
+        "actor_id": "7",
+        "actor_label": 'Zoë "the reviewer" \\ \n\u2028 \x01',
+        "verb": "review.decided",
+        "object_type": "review_task",
+        "object_id": "9",
+        "payload_sha256": "ab" * 32,
+        "key_id": key_id,
+        "sealed_at": now.replace(microsecond=0),
+    }
+    secret = b"test-only-audit-key" if key_id else None
+    canonical = "f" * 64 + canonical_json(auditchain.chain_fields(**fields))
+    expected = auditchain.link_hash("f" * 64, auditchain.chain_fields(**fields), secret)
+    if secret is None:
+        assert expected == sha256_hex(canonical)  # the unkeyed link is the old one
+    assert auditchain.link("f" * 64, secret, *fields.values()) == expected

@@ -19,6 +19,7 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import datetime
+from json.encoder import encode_basestring as _string  # json.dumps's own escaper
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,58 @@ def chain_fields(
 
 def link_hash(prev_hash: str, fields: dict[str, Any], secret: bytes | None) -> str:
     message = (prev_hash + _dumps(fields)).encode()
+    if secret is None:
+        return hashlib.sha256(message).hexdigest()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+def link(
+    prev_hash: str,
+    secret: bytes | None,
+    seq: int,
+    id: int,
+    created_at: datetime,
+    actor_type: str,
+    actor_id: str,
+    actor_label: str,
+    verb: str,
+    object_type: str,
+    object_id: str,
+    payload_sha256: str,
+    key_id: str,
+    sealed_at: datetime | None,
+) -> str:
+    """`link_hash(prev_hash, chain_fields(...), secret)`, without building the dict: the
+    sealer and the verifier make one per event. The text is exactly what `json.dumps` writes
+    for the sorted fields (same string escaper), which tests/test_audit.py checks."""
+    keyed = key_id != UNKEYED
+    parts = [
+        prev_hash,
+        '{"actor_id":',
+        _string(actor_id),
+        ',"actor_label":',
+        _string(actor_label),
+        ',"actor_type":',
+        _string(actor_type),
+        ',"created_at":',
+        _string(created_at.isoformat()),
+        ',"id":',
+        str(id),
+    ]
+    if keyed:
+        parts += [',"key_id":', _string(key_id)]
+    parts += [
+        ',"object_id":',
+        _string(object_id),
+        ',"object_type":',
+        _string(object_type),
+        ',"payload_sha256":',
+        _string(payload_sha256),
+    ]
+    if keyed:
+        parts += [',"sealed_at":', _string(sealed_at.isoformat()) if sealed_at else "null"]
+    parts += [',"seq":', str(seq), ',"verb":', _string(verb), "}"]
+    message = "".join(parts).encode()
     if secret is None:
         return hashlib.sha256(message).hexdigest()
     return hmac.new(secret, message, hashlib.sha256).hexdigest()

@@ -118,13 +118,20 @@ SELECT id, created_at, actor_type, actor_id, actor_label, verb, object_type, obj
        payload_sha256
 FROM workflows_auditevent WHERE seq IS NULL ORDER BY id LIMIT %s
 """
-# One statement per batch; it sets only the seal's columns (the runtime role may be granted
-# UPDATE on exactly these).
+# One statement per batch, setting only the seal's columns (the runtime role may be granted
+# UPDATE on exactly these). The ids and hashes travel as comma-separated text that the
+# statement splits and zips (unnest of several arrays): psycopg would otherwise build array
+# literals element by element, a third of the seal's time. Only the first row's key can
+# differ from the others' (the sealer's own rekeyed event).
 _SEAL = """
 UPDATE workflows_auditevent AS e
-SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash, key_id = v.key_id, sealed_at = %s
-FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[], %s::varchar[], %s::varchar[])
-     AS v(id, seq, prev_hash, hash, key_id)
+SET seq = %(seq)s::bigint + v.n, prev_hash = v.prev_hash, hash = v.hash,
+    key_id = CASE WHEN v.n = 1 THEN %(first_key)s::text ELSE %(key)s::text END,
+    sealed_at = %(sealed_at)s
+FROM unnest(string_to_array(%(ids)s::text, ',')::bigint[],
+            string_to_array(%(prevs)s::text, ','),
+            string_to_array(%(hashes)s::text, ','))
+     WITH ORDINALITY AS v(id, prev_hash, hash, n)
 WHERE e.id = v.id AND e.seq IS NULL
 """
 
@@ -154,9 +161,10 @@ def audit_seal(*, batch_size: int = SEAL_BATCH) -> int:
             head = _head(cursor)
             cursor.execute(_UNSEALED, [batch_size])
             rows = cursor.fetchall()
-            if rows and head.key_id != current:
+            rekeyed = bool(rows) and head.key_id != current
+            if rekeyed:
                 rows.insert(0, _rekeyed_row(head.key_id, current))
-            _seal_rows(cursor, rows, head, current, sealed_at)
+            _seal_rows(cursor, rows, head, current if rekeyed else None, sealed_at)
         sealed += len(rows)
         if len(rows) < batch_size:
             break
@@ -222,14 +230,19 @@ def _rekeyed_row(old: str, new: str) -> tuple[Any, ...]:
 
 
 def _seal_rows(
-    cursor: Any, rows: list[tuple[Any, ...]], head: _Head, current: str, sealed_at: datetime
+    cursor: Any, rows: list[tuple[Any, ...]], head: _Head, rekey_to: str | None, sealed_at: datetime
 ) -> None:
+    """Link `rows` after `head` and write them. With `rekey_to`, the first row is the sealer's
+    own rekeyed event, linked with the head's key; the rest use `rekey_to`. (Only the sealer's
+    own event switches keys here: a row someone else wrote with that verb is an ordinary one.)
+    """
     if not rows:
         return
     secrets = auditchain.keys()
-    ids, seqs, prevs, hashes, key_ids = [], [], [], [], []
+    ids, hashes, key_ids = [], [], []
     seq, prev_hash, key_id = head.seq, head.hash, head.key_id
-    for id_, created_at, actor_type, actor_id, actor_label, verb, otype, oid, digest in rows:
+    for index, row in enumerate(rows):
+        id_, created_at, actor_type, actor_id, actor_label, verb, otype, oid, digest = row
         secret = secrets.get(key_id) if key_id != UNKEYED else None
         if key_id != UNKEYED and secret is None:
             raise ImproperlyConfigured(
@@ -237,30 +250,40 @@ def _seal_rows(
                 " no longer lists: list it after the current key until the sealer has rotated"
             )
         seq += 1
-        fields = auditchain.chain_fields(
-            seq=seq,
-            id=id_,
-            created_at=created_at,
-            actor_type=actor_type,
-            actor_id=actor_id,
-            actor_label=actor_label,
-            verb=verb,
-            object_type=otype,
-            object_id=oid,
-            payload_sha256=digest,
-            key_id=key_id,
-            sealed_at=sealed_at,
+        hash_ = auditchain.link(
+            prev_hash,
+            secret,
+            seq,
+            id_,
+            created_at,
+            actor_type,
+            actor_id,
+            actor_label,
+            verb,
+            otype,
+            oid,
+            digest,
+            key_id,
+            sealed_at,
         )
-        link = auditchain.link_hash(prev_hash, fields, secret)
         ids.append(id_)
-        seqs.append(seq)
-        prevs.append(prev_hash)
-        hashes.append(link)
+        hashes.append(hash_)
         key_ids.append(key_id)
-        prev_hash = link
-        if verb == REKEYED:
-            key_id = current  # everything after the rekeyed event uses the new key
-    cursor.execute(_SEAL, [sealed_at, ids, seqs, prevs, hashes, key_ids])
+        prev_hash = hash_
+        if index == 0 and rekey_to is not None:
+            key_id = rekey_to  # everything after the rekeyed event uses the new key
+    cursor.execute(
+        _SEAL,
+        {
+            "sealed_at": sealed_at,
+            "seq": head.seq,
+            "ids": ",".join(map(str, ids)),
+            "prevs": ",".join([head.hash, *hashes[:-1]]),
+            "hashes": ",".join(hashes),
+            "first_key": key_ids[0],
+            "key": key_ids[-1],
+        },
+    )
     head.seq, head.hash, head.key_id = seq, prev_hash, key_id
 
 

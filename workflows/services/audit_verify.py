@@ -170,21 +170,23 @@ def _check(
         return "altered", seq, f"sealed with key {key_id!r}, which HITL_AUDIT_KEYS does not list"
     if prev_hash != state.hash:
         return _misplaced(seq, prev_hash)
-    fields = auditchain.chain_fields(
-        seq=seq,
-        id=id_,
-        created_at=created_at,
-        actor_type=actor_type,
-        actor_id=actor_id,
-        actor_label=actor_label,
-        verb=verb,
-        object_type=otype,
-        object_id=oid,
-        payload_sha256=digest,
-        key_id=key_id,
-        sealed_at=sealed_at,
+    link = auditchain.link(
+        prev_hash,
+        secret,
+        seq,
+        id_,
+        created_at,
+        actor_type,
+        actor_id,
+        actor_label,
+        verb,
+        otype,
+        oid,
+        digest,
+        key_id,
+        sealed_at,
     )
-    if auditchain.link_hash(prev_hash, fields, secret) != hash_:
+    if link != hash_:
         following = after[11] if after is not None else _prev_hash_of(seq + 1)
         if following is not None and following == state.hash:
             return "inserted", seq, "the next event links past this one"

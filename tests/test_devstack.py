@@ -383,3 +383,22 @@ def test_run_makes_var_even_when_it_starts_no_server(monkeypatch: pytest.MonkeyP
         quiet = SimpleNamespace(received=None)
         assert devstack.run_app("127.0.0.1", 8000, var, {}, quiet) == 3  # type: ignore[arg-type]
         assert seen == [True]
+
+
+def test_the_private_stack_keeps_one_audit_key_and_the_environment_wins(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    first: dict[str, str] = {}
+    devstack.audit_defaults(var, first)
+    key = var / devstack.AUDIT_KEY
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert first["HITL_AUDIT_KEYS"] == f"dev:{key.read_text()}" and len(key.read_text()) == 64
+    assert first["HITL_AUDIT_CHECKPOINT_FILE"] == str(var / devstack.AUDIT_CHECKPOINTS)
+    again: dict[str, str] = {}
+    devstack.audit_defaults(var, again)
+    assert again == first  # the same key at every start: the chain it sealed still verifies
+    own = {"HITL_AUDIT_KEY": "their-own-audit-key", "HITL_AUDIT_CHECKPOINT_FILE": "/elsewhere"}
+    devstack.audit_defaults(var, own)
+    assert own == {
+        "HITL_AUDIT_KEY": "their-own-audit-key",
+        "HITL_AUDIT_CHECKPOINT_FILE": "/elsewhere",
+    }

@@ -265,6 +265,20 @@ def test_a_torn_last_checkpoint_line_is_skipped_and_a_forged_one_refused(
     assert auditchain.checkpoint_latest(checkpoints) is None
 
 
+def test_only_the_end_of_a_long_checkpoint_file_is_read(system: Any, checkpoints: Path) -> None:
+    record(system, 1)
+    services.audit_seal()
+    line = checkpoints.read_text()
+    checkpoints.write_text("old and unreadable\n" * 5000 + line * 400)  # well over 64 KiB
+    latest = auditchain.checkpoint_latest(checkpoints)
+    assert latest is not None and latest.seq == 2
+
+
+def test_an_unreadable_checkpoint_file_cannot_be_trusted(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="cannot read"):
+        auditchain.checkpoint_latest(tmp_path)  # a directory
+
+
 def test_the_backlog_counts_unsealed_events(system: Any) -> None:
     assert services.audit_backlog() == 0
     record(system, 3)

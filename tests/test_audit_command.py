@@ -163,3 +163,17 @@ def test_an_untrustworthy_checkpoint_fails_the_daily_verification(
         assert audit_verify_task() is False
     failed = AuditVerification.objects.get()
     assert "(checkpoint): checkpoint seq 1 has a forged signature" in failed.problem
+
+
+def test_with_no_superuser_to_email_the_failure_is_still_logged(
+    system: Any, caplog: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    UserFactory(username="staff", email="staff@example.com")
+    record(system, 1)
+    services.audit_seal()
+    tamper("DELETE FROM workflows_auditevent WHERE seq = 1")
+    with caplog.at_level(logging.WARNING), django_capture_on_commit_callbacks(execute=True):
+        assert audit_verify_task() is False
+    messages = [r.getMessage() for r in caplog.records]
+    assert "no superuser to notify: audit chain broken at seq 2 (deleted)" in messages[-1]
+    assert mail.outbox == []

@@ -96,6 +96,8 @@ def chain_fields(
 
 
 def link_hash(prev_hash: str, fields: dict[str, Any], secret: bytes | None) -> str:
+    """A link as the definition reads: the hash of `prev_hash` and the canonical JSON of
+    `fields`. `link` computes the same without the dict; tests hold the two together."""
     message = (prev_hash + _dumps(fields)).encode()
     if secret is None:
         return hashlib.sha256(message).hexdigest()

@@ -23,20 +23,20 @@ run: install
 
 ## make test: the whole suite on real PostgreSQL and Redis (private ones unless set).
 test: install
-	SECRET_KEY=test-only-not-secret HITL_EXTRA_STEP_KINDS=tests.kinds \
-		$(PY) -m hitl.devstack exec -- $(PY) -m pytest $(ARGS)
+	SECRET_KEY=test-only-not-secret HITL_AUDIT_KEYS=test:test-only-audit-key \
+		HITL_EXTRA_STEP_KINDS=tests.kinds $(PY) -m hitl.devstack exec -- $(PY) -m pytest $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 typecheck: install
-	SECRET_KEY=typecheck DATABASE_URL=$${DATABASE_URL:-postgres://localhost/typecheck} \
+	SECRET_KEY=typecheck HITL_AUDIT_KEY=typecheck-not-secret DATABASE_URL=$${DATABASE_URL:-postgres://localhost/typecheck} \
 		$(VENV)/bin/mypy hitl workflows bench
 
 ## make check: lint, types, and migrations that match the models.
 check: lint typecheck
-	SECRET_KEY=check $(PY) -m hitl.devstack exec -- $(PY) manage.py makemigrations --check --dry-run
+	SECRET_KEY=check HITL_AUDIT_KEY=check-only-not-secret $(PY) -m hitl.devstack exec -- $(PY) manage.py makemigrations --check --dry-run
 
 ## make lock: re-resolve requirements/lock.txt from pyproject.toml (needs uv).
 lock:

@@ -52,6 +52,7 @@ def main() -> None:
 
     os.environ["DATABASE_URL"] = common.fresh_database(os.environ["DATABASE_URL"])
     os.environ.setdefault("SECRET_KEY", "bench-only")
+    os.environ.setdefault("HITL_AUDIT_KEYS", "bench:bench-only-audit-key")
     os.environ["DJANGO_SETTINGS_MODULE"] = "hitl.settings"
     import django
 

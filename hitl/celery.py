@@ -47,6 +47,10 @@ def _beat_schedule() -> dict[str, dict[str, object]]:
             "task": "hitl.audit_seal",
             "schedule": settings.HITL_AUDIT_SEAL_INTERVAL,
         },
+        "verify-audit": {
+            "task": "hitl.audit_verify",
+            "schedule": settings.HITL_AUDIT_VERIFY_INTERVAL,
+        },
     }
 
 

@@ -26,6 +26,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -81,6 +82,8 @@ STOP_TIMEOUT = 10.0
 DEV_DEFAULTS = {"DEBUG": "1", "HITL_DEMO": "1"}
 RUN_DEFAULTS = {**DEV_DEFAULTS, "HITL_SWEEP_INTERVAL": "5"}
 APP_RECORD = "run.json"  # the URLs of a running `make run`, for ./manage.py
+AUDIT_KEY = "audit.key"  # the private stack's audit HMAC key (made once, mode 0600)
+AUDIT_CHECKPOINTS = "audit-checkpoints.jsonl"  # where its sealer appends signed checkpoints
 Proc = subprocess.Popen[bytes]
 
 
@@ -397,12 +400,30 @@ def app_redis(var: Path, database_url: str) -> str | None:
     return str(app["redis_url"])
 
 
+def audit_defaults(var: Path, env: dict[str, str]) -> None:
+    """The audit key and checkpoint file of the private stack, unless the environment names them.
+
+    The key is random, made once and kept in var/ (mode 0600) beside the database whose chain it
+    seals: a key that changed between runs would make the demo's own chain fail verification.
+    """
+    if not (env.get("HITL_AUDIT_KEYS") or env.get("HITL_AUDIT_KEY")):
+        var.mkdir(parents=True, exist_ok=True)
+        path = var / AUDIT_KEY
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32))
+        env["HITL_AUDIT_KEYS"] = f"dev:{path.read_text().strip()}"
+    env.setdefault("HITL_AUDIT_CHECKPOINT_FILE", str(var / AUDIT_CHECKPOINTS))
+
+
 def run_app(host: str, port: int, var: Path, env: dict[str, str], signals: Signals) -> int:
     for key, value in RUN_DEFAULTS.items():
         env.setdefault(key, value)
     # Beat's schedule and the run record live here, even when no private server was started
     # (DATABASE_URL and REDIS_URL both set).
     var.mkdir(parents=True, exist_ok=True)
+    audit_defaults(var, env)
     browse = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
     url = f"http://{f'[{browse}]' if ':' in browse else browse}:{port}/"
     # Links the app sends (notifications, the demo credentials) point at this server.
@@ -519,6 +540,7 @@ def manage(args: list[str]) -> int:
                 env["REDIS_URL"], redis = servers.start_redis(), "a Redis for this command"
         for key, value in DEV_DEFAULTS.items():
             env.setdefault(key, value)
+        audit_defaults(var, env)
         env.setdefault("DJANGO_SETTINGS_MODULE", "hitl.settings")
         settings = ", ".join(f"{key}={env[key]}" for key in DEV_DEFAULTS)
         log(f"no DATABASE_URL: the private PostgreSQL in {var}, {redis}, {settings}")

@@ -44,6 +44,51 @@ if not SECRET_KEY:
     # Only a DEBUG process may fall back to a throwaway key; it is never used in production.
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"  # noqa: S105
 
+
+def parse_audit_keys(keys: str, key: str, debug: bool) -> list[tuple[str, str]]:
+    """The audit chain's keys as (id, secret), the current one first.
+
+    `keys` is HITL_AUDIT_KEYS (`id:secret,...`); `key` is HITL_AUDIT_KEY, one secret whose id
+    is derived from it (a check value, so a new secret gets a new id). Never SECRET_KEY: the
+    audit key proves the chain was written by the sealer, so it must not be a value every web
+    process needs for sessions.
+    """
+    if keys.strip():
+        pairs = [item.strip().partition(":") for item in keys.split(",") if item.strip()]
+        parsed = [(ident.strip(), secret.strip()) for ident, _, secret in pairs]
+    elif key.strip():
+        check = hmac.new(key.strip().encode(), b"hitl.audit.key_id", hashlib.sha256).hexdigest()
+        parsed = [(f"k{check[:8]}", key.strip())]
+    elif debug:
+        # Only a DEBUG process may fall back to a throwaway key, as with SECRET_KEY.
+        return [("insecure-dev", "insecure-development-audit-key-do-not-use")]
+    else:
+        raise ImproperlyConfigured(
+            "HITL_AUDIT_KEYS (or HITL_AUDIT_KEY) must be set when DEBUG is off: the audit "
+            "chain's HMAC key, not SECRET_KEY."
+        )
+    seen: set[str] = set()
+    for ident, secret in parsed:
+        if not ident or len(ident) > 32 or not ident.replace("-", "").replace("_", "").isalnum():
+            raise ImproperlyConfigured(
+                f"HITL_AUDIT_KEYS: key id {ident!r} must be 1-32 letters, digits, - or _"
+            )
+        if ident in seen:
+            raise ImproperlyConfigured(f"HITL_AUDIT_KEYS: key id {ident!r} is listed twice")
+        if len(secret) < 16:
+            raise ImproperlyConfigured(
+                f"HITL_AUDIT_KEYS: the secret of key {ident!r} is shorter than 16 characters"
+            )
+        seen.add(ident)
+    return parsed
+
+
+# The HMAC keys of the audit chain and its checkpoints (docs/architecture.md, "Audit trail").
+HITL_AUDIT_KEYS = parse_audit_keys(
+    os.environ.get("HITL_AUDIT_KEYS", ""), os.environ.get("HITL_AUDIT_KEY", ""), DEBUG
+)
+
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
@@ -205,6 +250,14 @@ HITL_REENQUEUE_AFTER = timedelta(
     seconds=env_float("HITL_REENQUEUE_AFTER", 2 * env_float("HITL_SWEEP_INTERVAL", 15.0))
 )
 HITL_AUDIT_SEAL_INTERVAL = env_float("HITL_AUDIT_SEAL_INTERVAL", 5.0)
+# Where the sealer appends its signed checkpoints (one JSON line per seal); unset: logged only
+# (logger `hitl.audit.checkpoint`). `make run` keeps them in var/.
+HITL_AUDIT_CHECKPOINT_FILE = os.environ.get("HITL_AUDIT_CHECKPOINT_FILE") or None
+# The scheduled verification (incremental, from the last verified event), in seconds.
+HITL_AUDIT_VERIFY_INTERVAL = env_float("HITL_AUDIT_VERIFY_INTERVAL", 24 * 3600.0)
+# An event is backdated if it was created more than this before the seal that preceded it: an
+# honest event can only be that late by sitting in a transaction that long before committing.
+HITL_AUDIT_BACKDATE_SLACK = timedelta(seconds=env_float("HITL_AUDIT_BACKDATE_SLACK_SECONDS", 300.0))
 # Gates and review tasks. The audit-sample key makes the draw deterministic per run and step;
 # derived from SECRET_KEY unless pinned (rotating SECRET_KEY would change re-executed draws).
 HITL_GATE_AUDIT_SECRET = (

@@ -30,6 +30,7 @@ def test_runs_and_steps_show_status_attempts_output_and_errors(
     assert "Completed" in page and "double" in page and "140" in page
     assert staff.get(reverse("admin:workflows_steprun_changelist")).status_code == 200
     assert staff.get(reverse("admin:workflows_auditevent_changelist")).status_code == 200
+    assert staff.get(reverse("admin:workflows_auditverification_changelist")).status_code == 200
 
 
 def test_the_retry_action_reopens_failed_runs(

@@ -431,3 +431,22 @@ def test_a_database_made_before_the_two_roles_is_handed_to_the_owner(var: Path) 
 
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == ["hitl_owner", "hitl_owner"]
+
+
+def test_the_private_stack_keeps_one_audit_key_and_the_environment_wins(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    first: dict[str, str] = {}
+    devstack.audit_defaults(var, first)
+    key = var / devstack.AUDIT_KEY
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert first["HITL_AUDIT_KEYS"] == f"dev:{key.read_text()}" and len(key.read_text()) == 64
+    assert first["HITL_AUDIT_CHECKPOINT_FILE"] == str(var / devstack.AUDIT_CHECKPOINTS)
+    again: dict[str, str] = {}
+    devstack.audit_defaults(var, again)
+    assert again == first  # the same key at every start: the chain it sealed still verifies
+    own = {"HITL_AUDIT_KEY": "their-own-audit-key", "HITL_AUDIT_CHECKPOINT_FILE": "/elsewhere"}
+    devstack.audit_defaults(var, own)
+    assert own == {
+        "HITL_AUDIT_KEY": "their-own-audit-key",
+        "HITL_AUDIT_CHECKPOINT_FILE": "/elsewhere",
+    }

@@ -74,9 +74,9 @@ def snapshot(run: Run) -> dict[str, Any]:
         # The digest is the one audit_event computes, whichever path wrote the event.
         assert event.payload_sha256 == sha256_hex(canonical_json(event.payload))
         payload = {k: ("<run>" if k == "run" else v) for k, v in event.payload.items()}
-        events.append(
-            (event.created_at, event.actor_type, event.actor_label, event.verb, subject, payload)
-        )
+        # Not created_at: the database dates every event (its clock, not `now`), so two runs
+        # differ there; both paths leave it to the database alike.
+        events.append((event.actor_type, event.actor_label, event.verb, subject, payload))
     return {
         "run": {k: v for k, v in Run.objects.filter(pk=run.pk).values()[0].items() if k != "id"},
         "steps": [{k: v for k, v in row.items() if k not in ("id", "run_id")} for row in rows],

@@ -37,6 +37,8 @@ INTROSPECT = textwrap.dedent(
         "db_user": db["USER"],
         "owner_user": settings.DATABASES.get("owner", {}).get("USER"),
         "broker": settings.CELERY_BROKER_URL,
+        "audit_key_id": settings.HITL_AUDIT_KEYS[0][0],
+        "audit_checkpoints": settings.HITL_AUDIT_CHECKPOINT_FILE,
     }))
     """
 )
@@ -97,6 +99,10 @@ def test_fresh_shell_gets_the_project_interpreter_and_development_settings(var: 
     assert seen["db_name"] == devstack.DB_NAME
     # As `make run`: the app's role, and the owner for `migrate`.
     assert (seen["db_user"], seen["owner_user"]) == (devstack.APP_ROLE, devstack.OWNER_ROLE)
+    # The private stack's own audit key, made once and kept beside its database.
+    assert seen["audit_key_id"] == "dev"
+    assert (var / devstack.AUDIT_KEY).stat().st_mode & 0o777 == 0o600
+    assert seen["audit_checkpoints"] == str(var / devstack.AUDIT_CHECKPOINTS)
 
 
 def test_explicit_environment_wins_in_private_mode(var: Path) -> None:
@@ -125,7 +131,15 @@ def test_own_database_gets_no_development_defaults(var: Path) -> None:
     assert done.returncode != 0
     assert "SECRET_KEY must be set" in done.stderr
 
-    seen = introspect(var, DATABASE_URL=own, SECRET_KEY="theirs")
+    # Nor an audit key: production names its own, which is not SECRET_KEY.
+    done = manage(var, "workflow", "schema", DATABASE_URL=own, SECRET_KEY="theirs")
+    assert done.returncode != 0
+    assert "HITL_AUDIT_KEYS (or HITL_AUDIT_KEY) must be set" in done.stderr
+
+    seen = introspect(
+        var, DATABASE_URL=own, SECRET_KEY="theirs", HITL_AUDIT_KEYS="prod:their-audit-key-123"
+    )
+    assert seen["audit_key_id"] == "prod" and seen["audit_checkpoints"] is None
     assert seen["debug"] is False
     assert seen["db_host"] == "db.invalid"
     assert seen["broker"] == "redis://127.0.0.1:6379/0"  # the settings' default, as before

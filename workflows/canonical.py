@@ -18,3 +18,9 @@ def canonical_json(value: Any) -> str:
 
 def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def stored_json_digest(value: Any) -> str:
+    """The SHA-256 of `value` as a JSON column gives it back (dates and decimals as strings), so
+    a digest taken before saving matches one taken of the loaded row."""
+    return sha256_hex(canonical_json(json.loads(canonical_json(value))))

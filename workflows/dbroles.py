@@ -23,7 +23,7 @@ from django.db import connections
 from psycopg import sql
 
 # The columns the sealer fills once on each event (`workflows.services.audit.audit_seal`).
-AUDIT_SEAL_COLUMNS = ("seq", "prev_hash", "hash", "sealed_at")
+AUDIT_SEAL_COLUMNS = ("seq", "prev_hash", "hash", "key_id", "sealed_at")
 AUDIT_TABLE = "workflows_auditevent"
 DECISION_TABLE = "workflows_decision"
 

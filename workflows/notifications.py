@@ -1,5 +1,5 @@
-"""Email about review tasks and failed callbacks, sent through Django's email backend once
-the change commits.
+"""Email about review tasks, failed callbacks and a broken audit trail, sent through Django's
+email backend once the change commits.
 
 Recipients and text are worked out inside the caller's transaction; the send happens in an
 on-commit callback, so a rolled-back change sends nothing and a failed send (logged) never
@@ -93,6 +93,20 @@ def notify_endpoint_disabled(endpoint: Endpoint) -> None:
         f"Endpoint {endpoint.pk} ({endpoint.url_shown()}) was disabled:"
         f" {endpoint.disabled_reason}.\nIts pending deliveries were cancelled; enable it and"
         " redeliver them from its delivery log.\n",
+    )
+
+
+def notify_audit_broken(problem: str) -> None:
+    """The superusers: the audit trail failed verification."""
+    recipients = _emails(get_user_model().objects.filter(is_superuser=True))
+    if not recipients:
+        logger.warning("no superuser to notify: %s", problem)
+        return
+    send_on_commit(
+        recipients,
+        "[hitl] The audit trail failed verification",
+        f"{problem}\n\nReproduce it with `python manage.py audit verify`; the audit table and"
+        " its checkpoint file are evidence: keep both as they are.\n",
     )
 
 

@@ -27,6 +27,12 @@ def audit_seal_task() -> int:
     return services.audit_seal()
 
 
+@shared_task(name="hitl.audit_verify")
+def audit_verify_task() -> bool:
+    # Incremental from the last good verification; a failure is logged and emailed.
+    return services.audit_verify_scheduled().ok
+
+
 @shared_task(name="hitl.ai_budget_sweep")
 def ai_budget_sweep_task() -> int:
     return services.ai_budget_sweep()

@@ -108,7 +108,6 @@ def api_token_create(
                 "workflows": sorted(wf.slug for wf in listed) if limited else None,
                 "expires_at": expires_at.isoformat() if expires_at else None,
             },
-            now=now,
         )
     return token, raw
 
@@ -130,7 +129,6 @@ def api_token_revoke(*, token: ApiToken, user: Any, now: datetime | None = None)
             object_type="api_token",
             object_id=token.pk,
             payload={"prefix": token.prefix},
-            now=now,
         )
     return token
 

@@ -1,5 +1,5 @@
-"""The Django admin for the engine's records: workflows, versions, runs, steps and audit
-events, with retry and cancel actions backed by services."""
+"""The Django admin for the engine's records: workflows, versions, runs, steps, audit events
+and verification runs, with retry and cancel actions backed by services."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from workflows import services
 from workflows.admin.base import ReadOnlyAdmin, apply_service
 from workflows.models import (
     AuditEvent,
+    AuditVerification,
     Run,
     StepRun,
     Workflow,
@@ -153,6 +154,23 @@ class StepRunAdmin(ReadOnlyAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ["id", "seq", "created_at", "actor_label", "verb", "object_type", "object_id"]
-    list_filter = ["verb", "object_type", "actor_type"]
+    list_display = [
+        "id",
+        "seq",
+        "created_at",
+        "actor_label",
+        "verb",
+        "object_type",
+        "object_id",
+        "key_id",
+    ]
+    list_filter = ["verb", "object_type", "actor_type", "key_id"]
     search_fields = ["object_id", "verb"]
+
+
+@admin.register(AuditVerification)
+class AuditVerificationAdmin(ReadOnlyAdmin):
+    """The scheduled verifier's runs: where each started and stopped, and what it found."""
+
+    list_display = ["verified_at", "ok", "first_seq", "last_seq", "checked", "problem"]
+    list_filter = ["ok"]

@@ -2,12 +2,20 @@
 
 from workflows.models.ai import LocalModel
 from workflows.models.callbacks import Delivery, Endpoint, Event
-from workflows.models.core import AuditEvent, Run, StepRun, Workflow, WorkflowVersion
+from workflows.models.core import (
+    AuditEvent,
+    AuditVerification,
+    Run,
+    StepRun,
+    Workflow,
+    WorkflowVersion,
+)
 from workflows.models.review import Decision, ReviewSkip, ReviewTask
 from workflows.models.webhooks import InboundMessage, WebhookSecret, WebhookSource
 
 __all__ = [
     "AuditEvent",
+    "AuditVerification",
     "Decision",
     "Delivery",
     "Endpoint",

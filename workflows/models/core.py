@@ -12,7 +12,10 @@ from django.contrib.auth.models import Group
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
+
+from workflows.auditchain import chain_fields
 
 
 class Workflow(models.Model):
@@ -187,7 +190,9 @@ class AuditEvent(models.Model):
     """An append-only record of a transition, decision or configuration change.
 
     Rows are inserted in the business transaction; a PostgreSQL trigger refuses UPDATE and
-    DELETE, except the one-time seal that sets `seq`, `prev_hash`, `hash` and `sealed_at`.
+    DELETE, except the one-time seal that sets `seq`, `prev_hash`, `hash`, `key_id` and
+    `sealed_at`. Another trigger sets `created_at` from the database clock on insert, so no
+    caller can date an event (migration 0009).
     """
 
     class ActorType(models.TextChoices):
@@ -195,7 +200,8 @@ class AuditEvent(models.Model):
         TOKEN = "token"  # noqa: S105 (an actor type, not a secret)
         SYSTEM = "system"
 
-    created_at = models.DateTimeField(default=timezone.now)
+    # Always the database's clock (a trigger); the default only lets Django read it back.
+    created_at = models.DateTimeField(db_default=Now())
     actor_type = models.CharField(max_length=16, choices=ActorType.choices)
     actor_id = models.CharField(max_length=64, blank=True)
     actor_label = models.CharField(max_length=150, blank=True)
@@ -209,6 +215,8 @@ class AuditEvent(models.Model):
     seq = models.BigIntegerField(null=True, blank=True, unique=True)
     prev_hash = models.CharField(max_length=64, blank=True)
     hash = models.CharField(max_length=64, blank=True)
+    # The audit key the seal used ("" for links made before the chain was keyed).
+    key_id = models.CharField(max_length=32, blank=True, db_default="")
     sealed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -223,15 +231,35 @@ class AuditEvent(models.Model):
 
     def chain_fields(self) -> dict[str, Any]:
         """What the hash covers, besides the previous hash."""
-        return {
-            "seq": self.seq,
-            "id": self.pk,
-            "created_at": self.created_at.isoformat(),
-            "actor_type": self.actor_type,
-            "actor_id": self.actor_id,
-            "actor_label": self.actor_label,
-            "verb": self.verb,
-            "object_type": self.object_type,
-            "object_id": self.object_id,
-            "payload_sha256": self.payload_sha256,
-        }
+        return chain_fields(
+            seq=self.seq,
+            id=self.pk,
+            created_at=self.created_at,
+            actor_type=self.actor_type,
+            actor_id=self.actor_id,
+            actor_label=self.actor_label,
+            verb=self.verb,
+            object_type=self.object_type,
+            object_id=self.object_id,
+            payload_sha256=self.payload_sha256,
+            key_id=self.key_id,
+            sealed_at=self.sealed_at,
+        )
+
+
+class AuditVerification(models.Model):
+    """One run of the audit verifier: the scheduled one starts after the last good one."""
+
+    verified_at = models.DateTimeField(default=timezone.now)
+    first_seq = models.BigIntegerField()  # verification started after this event
+    last_seq = models.BigIntegerField()
+    last_hash = models.CharField(max_length=64)
+    checked = models.BigIntegerField()
+    ok = models.BooleanField()
+    problem = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"audit verification {self.pk}: {'ok' if self.ok else self.problem}"

@@ -13,7 +13,8 @@ from workflows.services.access import (
     workflow_roles_record,
 )
 from workflows.services.ai import local_model_train, workflow_set_daily_cap
-from workflows.services.audit import Actor, audit_record, audit_seal, audit_verify
+from workflows.services.audit import Actor, audit_backlog, audit_record, audit_seal
+from workflows.services.audit_verify import audit_verify, audit_verify_scheduled
 from workflows.services.callbacks import deliveries_enqueue
 from workflows.services.datasets import dataset_export
 from workflows.services.definitions import workflow_import
@@ -62,9 +63,11 @@ from workflows.services.sweepers import (
 __all__ = [
     "Actor",
     "ai_budget_sweep",
+    "audit_backlog",
     "audit_record",
     "audit_seal",
     "audit_verify",
+    "audit_verify_scheduled",
     "dataset_export",
     "deliveries_enqueue",
     "deliveries_sweep",

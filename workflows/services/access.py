@@ -7,11 +7,9 @@ what changed, or none when nothing did.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
 from workflows.models import Workflow
 from workflows.services.audit import Actor, audit_record
@@ -26,22 +24,17 @@ def workflow_roles(workflow: Workflow) -> dict[str, Any]:
     }
 
 
-def workflow_created_record(
-    *, workflow: Workflow, actor: Actor, now: datetime | None = None
-) -> None:
+def workflow_created_record(*, workflow: Workflow, actor: Actor) -> None:
     """A workflow made outside `workflow_import` (the admin's add form), with its roles."""
     audit_record(
         actor=actor,
         verb="workflow.created",
         target=workflow,
         payload={"slug": workflow.slug, "roles": workflow_roles(workflow)},
-        now=now,
     )
 
 
-def workflow_roles_record(
-    *, workflow: Workflow, before: dict[str, Any], actor: Actor, now: datetime | None = None
-) -> bool:
+def workflow_roles_record(*, workflow: Workflow, before: dict[str, Any], actor: Actor) -> bool:
     """Record `workflow.roles_changed` if its roles differ from `before`; say whether."""
     after = workflow_roles(Workflow.objects.get(pk=workflow.pk))
     if after == before:
@@ -51,7 +44,6 @@ def workflow_roles_record(
         verb="workflow.roles_changed",
         target=workflow,
         payload={"before": before, "after": after},
-        now=now or timezone.now(),
     )
     return True
 
@@ -65,9 +57,7 @@ def user_access(user: Any) -> dict[str, Any]:
     }
 
 
-def user_access_record(
-    *, user: Any, before: dict[str, Any], actor: Actor, now: datetime | None = None
-) -> bool:
+def user_access_record(*, user: Any, before: dict[str, Any], actor: Actor) -> bool:
     """Record `user.access_changed` (groups added and removed, flags as [before, after]) if
     the user's groups or staff, superuser or active flags differ from `before`."""
     after = user_access(type(user).objects.get(pk=user.pk))
@@ -90,6 +80,5 @@ def user_access_record(
             object_type="user",
             object_id=user.pk,
             payload=payload,
-            now=now or timezone.now(),
         )
     return True

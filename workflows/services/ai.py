@@ -71,7 +71,6 @@ def local_model_train(
                 "examples": len(examples),
                 "metrics": metrics,
             },
-            now=now,
         )
     return model
 
@@ -91,7 +90,6 @@ def workflow_set_daily_cap(
             verb="workflow.cost_cap_changed",
             target=workflow,
             payload={"cap_usd": None if cap_usd is None else str(cap_usd)},
-            now=now,
         )
     ai_budget_sweep(now=now)
     return workflow

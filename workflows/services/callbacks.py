@@ -119,7 +119,6 @@ def deliveries_enqueue(
                 verb="delivery.created",
                 target=row,
                 payload={"endpoint": row.endpoint_id, "event": event, "webhook_id": row.webhook_id},
-                now=now,
             )
             for row in rows
         ]

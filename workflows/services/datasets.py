@@ -156,7 +156,6 @@ def dataset_export(
             "out": out,
             "skipped": dict(sorted(skipped.items())),
         },
-        now=now,
     )
     return ExportResult(rows=rows, sha256=sha256, skipped=dict(skipped), event=event)
 

@@ -54,7 +54,6 @@ def workflow_import(
                 verb="workflow.created",
                 target=workflow,
                 payload={"slug": workflow.slug},
-                now=now,
             )
         version = WorkflowVersion.objects.filter(
             workflow=workflow, content_hash=content_hash
@@ -76,7 +75,6 @@ def workflow_import(
                 verb="workflow.version_created",
                 target=workflow,
                 payload={"version": number},
-                now=now,
             )
         activated = False
         if publish:
@@ -87,7 +85,6 @@ def workflow_import(
                     verb="workflow.version_published",
                     target=workflow,
                     payload={"version": version.number},
-                    now=now,
                 )
     return ImportResult(workflow, version, created, activated)
 

@@ -109,7 +109,6 @@ def _claim(delivery_id: int, now: datetime) -> Delivery | None:
             verb="delivery.sending",
             target=delivery,
             payload={"attempt": delivery.attempts, "webhook_id": delivery.webhook_id},
-            now=now,
         )
     return delivery
 
@@ -229,7 +228,7 @@ def _save(delivery: Delivery, verb: str, payload: dict[str, Any], now: datetime)
             "delivered_at",
         ]
     )
-    audit_record(actor=SYSTEM, verb=verb, target=delivery, payload=payload, now=now)
+    audit_record(actor=SYSTEM, verb=verb, target=delivery, payload=payload)
     return delivery
 
 
@@ -286,7 +285,6 @@ def delivery_redeliver(*, delivery: Delivery, user: Any, now: datetime | None = 
             verb="delivery.redelivered",
             target=delivery,
             payload={"webhook_id": delivery.webhook_id, "endpoint": endpoint.pk},
-            now=now,
         )
         delivery_enqueue_on_commit(delivery.pk)
     return delivery

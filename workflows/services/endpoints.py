@@ -92,7 +92,6 @@ def endpoint_create(
                 "kind": kind,
                 "named_runs_only": named_runs_only,
             },
-            now=now,
         )
     return endpoint
 
@@ -133,7 +132,6 @@ def endpoint_update(
             verb="endpoint.changed",
             target=endpoint,
             payload={"changed": changed, "before": before, "after": _shown(endpoint)},
-            now=now,
         )
     return endpoint
 
@@ -161,7 +159,6 @@ def endpoint_rotate_secret(
             verb="endpoint.secret_rotated",
             target=endpoint,
             payload={"previous_valid_until": endpoint.previous_secret_expires_at.isoformat()},
-            now=now,
         )
     return endpoint
 
@@ -206,7 +203,6 @@ def endpoint_disable_locked(*, endpoint: Endpoint, actor: Actor, reason: str, no
         verb="endpoint.disabled",
         target=endpoint,
         payload={"reason": reason, "cancelled": len(pending)},
-        now=now,
     )
     cancelled = [
         audit_event(
@@ -215,7 +211,6 @@ def endpoint_disable_locked(*, endpoint: Endpoint, actor: Actor, reason: str, no
             object_type="delivery",
             object_id=pk,
             payload={"endpoint": endpoint.pk, "webhook_id": webhook_id, "reason": reason},
-            now=now,
         )
         for pk, webhook_id in pending
     ]
@@ -238,7 +233,7 @@ def endpoint_enable(*, endpoint: Endpoint, user: Any, now: datetime | None = Non
         endpoint.disabled_reason = ""
         endpoint.disabled_at = None
         endpoint.save(update_fields=["active", "disabled_reason", "disabled_at"])
-        audit_record(actor=Actor.for_user(user), verb="endpoint.enabled", target=endpoint, now=now)
+        audit_record(actor=Actor.for_user(user), verb="endpoint.enabled", target=endpoint)
     return endpoint
 
 

@@ -121,9 +121,9 @@ run_started AS (
     RETURNING id
 ),
 audited AS (
-    INSERT INTO workflows_auditevent (created_at, actor_type, actor_id, actor_label, verb,
+    INSERT INTO workflows_auditevent (actor_type, actor_id, actor_label, verb,
         object_type, object_id, payload, payload_sha256, prev_hash, hash)
-    SELECT %(now)s, %(actor_type)s, %(actor_id)s, %(actor_label)s, 'step.started', 'step_run',
+    SELECT %(actor_type)s, %(actor_id)s, %(actor_label)s, 'step.started', 'step_run',
            c.id::text, %(payload)s::jsonb, %(payload_sha256)s, '', ''
     FROM claimed c
     RETURNING id
@@ -292,9 +292,9 @@ audited AS (
     -- step.completed, and run.completed when the run finishes; each payload and digest as
     -- `audit_event` builds them, the run's picked by its new outcome (`run_completed`).
     -- ORDER BY gives the ids in the order the ORM path writes them.
-    INSERT INTO workflows_auditevent (created_at, actor_type, actor_id, actor_label, verb,
+    INSERT INTO workflows_auditevent (actor_type, actor_id, actor_label, verb,
         object_type, object_id, payload, payload_sha256, prev_hash, hash)
-    SELECT %(now)s, %(actor_type)s, %(actor_id)s, %(actor_label)s, e.verb, e.object_type,
+    SELECT %(actor_type)s, %(actor_id)s, %(actor_label)s, e.verb, e.object_type,
            e.object_id, e.payload::jsonb, e.payload_sha256, '', ''
     FROM (
         SELECT 1, 'step.completed', 'step_run', c.id::text, %(payload)s, %(payload_sha256)s

@@ -90,7 +90,6 @@ def run_start(
                 "source": source,
                 **({"callback_endpoint": endpoint.pk} if endpoint else {}),
             },
-            now=now,
         )
     return run
 
@@ -153,7 +152,6 @@ def run_resume(
             verb="run.resumed",
             target=run,
             payload={"step": step_id, "outcome": outcome},
-            now=now,
         )
         run_advance(run=run, step_run=step_run, now=now)
     return run
@@ -181,9 +179,7 @@ def run_cancel(*, run: Run, actor: Actor, reason: str = "", now: datetime | None
         run.finished_at = now
         run.updated_at = now
         run.save(update_fields=["status", "error", "finished_at", "updated_at"])
-        audit_record(
-            actor=actor, verb="run.cancelled", target=run, payload={"reason": reason}, now=now
-        )
+        audit_record(actor=actor, verb="run.cancelled", target=run, payload={"reason": reason})
         run_event(run=run, event=Event.RUN_CANCELLED, output=None, now=now)
     return run
 

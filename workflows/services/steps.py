@@ -346,7 +346,7 @@ def _record_completed(
 
 
 def _audit_step(verb: str, step_run: StepRun, payload: dict[str, Any], now: datetime) -> None:
-    audit_record(actor=SYSTEM, verb=verb, target=step_run, payload=payload, now=now)
+    audit_record(actor=SYSTEM, verb=verb, target=step_run, payload=payload)
 
 
 def run_advance(*, run: Run, step_run: StepRun, now: datetime) -> Run:
@@ -366,9 +366,7 @@ def run_advance(*, run: Run, step_run: StepRun, now: datetime) -> Run:
     run.status = Run.Status.COMPLETED
     run.finished_at = now
     run.save(update_fields=["status", "outcome", "updated_at", "finished_at"])
-    audit_record(
-        actor=SYSTEM, verb="run.completed", target=run, payload={"outcome": run.outcome}, now=now
-    )
+    audit_record(actor=SYSTEM, verb="run.completed", target=run, payload={"outcome": run.outcome})
     run_event(run=run, event=Event.RUN_COMPLETED, output=step_run.output, now=now)
     return run
 
@@ -385,7 +383,6 @@ def run_fail(*, run: Run, step_run: StepRun, error: str, now: datetime) -> Run:
         verb="run.failed",
         target=run,
         payload={"step": step_run.step_id, "error": error},
-        now=now,
     )
     run_event(run=run, event=Event.RUN_FAILED, output=None, now=now)
     return run
@@ -435,6 +432,5 @@ def step_retry(*, step_run: StepRun, actor: Actor, now: datetime | None = None) 
             verb="step.retried",
             target=step_run,
             payload={"run": run.pk, "step": step_run.step_id},
-            now=now,
         )
     return step_run

@@ -94,7 +94,6 @@ def review_claims_expire(*, now: datetime | None = None, limit: int = 500) -> in
                     "claimed_by": task.claimed_by_id,
                     "why": "max_claim_time" if claim_at_maximum(task) else "lapsed",
                 },
-                now=now,
             )
             for task in tasks
         ]
@@ -127,7 +126,6 @@ def review_sla_warn(*, now: datetime | None = None, limit: int = 500) -> int:
                     verb="review.sla_warning",
                     target=task,
                     payload={"due_at": _iso(task.due_at)},
-                    now=now,
                 )
                 for task in tasks
             ]
@@ -162,7 +160,6 @@ def review_sla_breach(*, now: datetime | None = None, limit: int = 500) -> dict[
                     verb="review.sla_breached",
                     target=task,
                     payload={"due_at": _iso(task.due_at), "claimed_by": task.claimed_by_id},
-                    now=now,
                 )
                 for task in tasks
             ]
@@ -259,7 +256,6 @@ def _budget_requeue(step_run_pk: int, now: datetime) -> bool:
             verb="step.budget_resumed",
             target=step_run,
             payload={"run": run.pk, "step": step_run.step_id},
-            now=now,
         )
     return True
 

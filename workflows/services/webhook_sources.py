@@ -52,7 +52,6 @@ def _audit(actor: Actor, verb: str, source: WebhookSource, now: datetime, **payl
         object_type="webhook_source",
         object_id=source.pk,
         payload={"source": source.slug, "workflow": source.workflow.slug, **payload},
-        now=now,
     )
 
 

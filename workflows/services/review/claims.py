@@ -128,7 +128,6 @@ def review_release(
             verb="review.released",
             target=task,
             payload=payload,
-            now=now,
         )
     return task
 
@@ -146,7 +145,7 @@ def review_skip(*, task: ReviewTask, user: Any, now: datetime | None = None) -> 
             task.assignee = None
             task.save(update_fields=["assignee"])
         ReviewSkip.objects.get_or_create(task=task, user=user, defaults={"created_at": now})
-        audit_record(actor=Actor.for_user(user), verb="review.skipped", target=task, now=now)
+        audit_record(actor=Actor.for_user(user), verb="review.skipped", target=task)
     return task
 
 
@@ -174,7 +173,6 @@ def review_reassign(
             verb="review.reassigned",
             target=task,
             payload={"from": previous, "to": to.pk if to else None},
-            now=now,
         )
         if to is not None:
             notifications.notify_assigned(task)
@@ -280,7 +278,6 @@ def _claim(task: ReviewTask, user: Any, now: datetime, actor: Actor | None = Non
             verb="review.claimed",
             target=task,
             payload={"until": task.claim_expires_at.isoformat()},
-            now=now,
         )
 
 

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from workflows.access import access_task_decide
+from workflows.canonical import stored_json_digest
 from workflows.errors import InvalidInput
 from workflows.models import AuditEvent, Decision, Event, ReviewTask, Run
 from workflows.models.review import REVIEW_ACTIONS
@@ -110,16 +111,7 @@ def review_decide(
         task.save(update_fields=["status", "closed_at", "claim_expires_at"])
         events = [
             audit_event(
-                actor=actor,
-                verb="review.decided",
-                target=task,
-                payload={
-                    "run": run.pk,
-                    "action": action,
-                    "reason": reason,
-                    "decision": decision.pk,
-                },
-                now=now,
+                actor=actor, verb="review.decided", target=task, payload=_decided(run, decision)
             )
         ]
         if escalating:
@@ -140,6 +132,23 @@ def review_decide(
         task_event(task=task, event=Event.TASK_DECIDED, now=now, decision=decision, output=output)
         _resume(task, run, decision, outcome, output, actor, now)
     return decision
+
+
+def _decided(run: Run, decision: Decision) -> dict[str, Any]:
+    """The review.decided payload: the decision itself, not only a pointer to its row, so the
+    verifier can prove the row unchanged (services/audit_verify.py)."""
+    payload = {
+        "run": run.pk,
+        "decision": decision.pk,
+        "reviewer": decision.reviewer_id,
+        "action": decision.action,
+        "reason": decision.reason,
+        "edited_output": decision.edited_output,
+        "shown_sha256": stored_json_digest(decision.shown),
+    }
+    if decision.action != Decision.Action.ESCALATE:
+        payload["output"] = _final(decision.task, decision)[1]  # the gate's final output
+    return payload
 
 
 def _edited_output(task: ReviewTask, run: Run, output: Any) -> Any:

@@ -39,7 +39,6 @@ def gate_record(*, run: Run, step_run: StepRun, waiting: bool, now: datetime) ->
                 "step": step_run.step_id,
                 **{key: meta.get(key) for key in GATE_AUDITED},
             },
-            now=now,
         )
     ]
     task = None
@@ -79,7 +78,6 @@ def review_tasks_cancel(*, step_run: StepRun, now: datetime | None = None) -> in
                 verb="review.cancelled",
                 target=task,
                 payload={"run": task.run_id},
-                now=now,
             )
             for task in tasks
         ]
@@ -133,7 +131,6 @@ def review_task_create(
                 "due_at": due_at.isoformat() if due_at else None,
                 "escalated_from": escalated_from.pk if escalated_from else None,
             },
-            now=now,
         )
     )
     task_event(task=task, event=Event.TASK_CREATED, now=now)
@@ -170,7 +167,6 @@ def review_task_escalate(
             verb="review.escalated",
             target=task,
             payload={"to": successor.pk, "reason": reason},
-            now=now,
         )
     )
     notifications.notify_escalated(successor)

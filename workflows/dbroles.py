@@ -69,6 +69,12 @@ def grant_runtime(using: str, role: str) -> None:
     with connections[using].cursor() as cursor:
         for statement in statements:
             cursor.execute(statement)
+        # Redaction for retention: the one way this role may change a payload (blank it).
+        cursor.execute("SELECT to_regprocedure('hitl_audit_redact(bigint)') IS NOT NULL")
+        if cursor.fetchone()[0]:
+            cursor.execute(
+                sql.SQL("GRANT EXECUTE ON FUNCTION hitl_audit_redact(bigint) TO {}").format(r)
+            )
 
 
 def grant_after_migrate(*, using: str, **kwargs: Any) -> None:

@@ -218,6 +218,9 @@ class AuditEvent(models.Model):
     # The audit key the seal used ("" for links made before the chain was keyed).
     key_id = models.CharField(max_length=32, blank=True, db_default="")
     sealed_at = models.DateTimeField(null=True, blank=True)
+    # Set, with the payload blanked, by the one database function that redacts for retention
+    # (`hitl_audit_redact`); the chain holds only the payload's digest, so it still verifies.
+    redacted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

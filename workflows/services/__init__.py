@@ -14,6 +14,7 @@ from workflows.services.access import (
 )
 from workflows.services.ai import local_model_train, workflow_set_daily_cap
 from workflows.services.audit import Actor, audit_backlog, audit_record, audit_seal
+from workflows.services.audit_redact import audit_redact
 from workflows.services.audit_verify import audit_verify, audit_verify_scheduled
 from workflows.services.callbacks import deliveries_enqueue
 from workflows.services.datasets import dataset_export
@@ -65,6 +66,7 @@ __all__ = [
     "ai_budget_sweep",
     "audit_backlog",
     "audit_record",
+    "audit_redact",
     "audit_seal",
     "audit_verify",
     "audit_verify_scheduled",

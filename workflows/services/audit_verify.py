@@ -35,6 +35,9 @@ from workflows.auditchain import GENESIS_HASH, REKEYED, UNKEYED, Checkpoint
 from workflows.canonical import stored_json_digest
 from workflows.models import AuditVerification
 
+# The event that names redacted events (workflows.services.audit_redact).
+REDACTED = "audit.redacted"
+
 logger = logging.getLogger(__name__)
 VERIFY_BATCH = 5000
 
@@ -66,11 +69,13 @@ class _State:
     preceding_seal: datetime | None = None  # the seal before that one
     checked: int = 0
     hashes: dict[int, str] = field(default_factory=dict)
+    redacted: dict[int, int] = field(default_factory=dict)  # redacted event id -> its seq
+    named: set[int] = field(default_factory=set)  # ids that audit.redacted events name
 
 
 _COLUMNS = (
     "seq, id, created_at, actor_type, actor_id, actor_label, verb, object_type, object_id,"
-    " payload::text, payload_sha256, prev_hash, hash, key_id, sealed_at"
+    " payload::text, payload_sha256, prev_hash, hash, key_id, sealed_at, redacted_at"
 )
 
 
@@ -101,7 +106,7 @@ def audit_verify(
             )
             if problem is not None:
                 return _broken(state, *problem)
-    report = _checkpoint(state, latest) or _decisions(state)
+    report = _checkpoint(state, latest) or _redactions(state) or _decisions(state)
     return report or ChainReport(True, state.checked, last_seq=state.seq, last_hash=state.hash)
 
 
@@ -158,7 +163,7 @@ def _check(
 ) -> tuple[str, int, str] | None:
     """The first problem with `row` as the next link, or None (and the state moves on)."""
     (seq, id_, created_at, actor_type, actor_id, actor_label, verb, otype, oid) = row[:9]
-    payload_text, digest, prev_hash, hash_, key_id, sealed_at = row[9:]
+    payload_text, digest, prev_hash, hash_, key_id, sealed_at, redacted_at = row[9:]
     expected = state.seq + 1
     if seq != expected:
         return "deleted", seq, f"events {expected} to {seq - 1} are missing"
@@ -193,8 +198,15 @@ def _check(
         return "altered", seq, "its fields no longer give its hash (or the key differs)"
     # jsonb text is not canonical: parse it, then hash the canonical form.
     payload = json.loads(payload_text)
-    if auditchain.payload_digest(payload) != digest:
+    if redacted_at is not None:
+        # Blanked for retention: the digest stays in the chain; the payload must be the mark.
+        if payload != redaction_mark(verb, payload):
+            return "altered", seq, "its payload was changed under the redaction mark"
+        state.redacted[id_] = seq
+    elif auditchain.payload_digest(payload) != digest:
         return "altered", seq, "its payload does not match its digest"
+    if verb == REDACTED:
+        state.named.update(int(i) for i in payload.get("events", []))
     if key_id != UNKEYED:
         if sealed_at != state.batch_time:
             state.preceding_seal, state.batch_time = state.batch_time, sealed_at
@@ -213,6 +225,40 @@ def _check(
     if seq in state.hashes:
         state.hashes[seq] = hash_
     return None
+
+
+def redaction_mark(verb: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """What a redacted payload must be (`hitl_audit_redacted_payload`, migration 0010)."""
+    mark: dict[str, Any] = {"redacted": True}
+    if verb == "review.decided":
+        mark.update({k: payload[k] for k in ("run", "decision") if payload.get(k) is not None})
+    return mark
+
+
+def _redactions(state: _State) -> ChainReport | None:
+    """Every redacted event must be named by an `audit.redacted` event: one the walk met, or
+    one not sealed yet (written with the redaction, in its transaction)."""
+    unnamed = {i: seq for i, seq in state.redacted.items() if i not in state.named}
+    if not unnamed:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT payload->'events' FROM workflows_auditevent"
+            " WHERE verb = %s AND (seq IS NULL OR seq <= %s)",
+            [REDACTED, state.seq],
+        )
+        for (events,) in cursor.fetchall():
+            for i in json.loads(events) if isinstance(events, str) else events:
+                unnamed.pop(int(i), None)
+    if not unnamed:
+        return None
+    event_id, seq = min(unnamed.items(), key=lambda item: item[1])
+    return _broken(
+        state,
+        "altered",
+        seq,
+        f"event {event_id} is marked redacted, but no audit.redacted event names it",
+    )
 
 
 def _misplaced(seq: int, prev_hash: str) -> tuple[str, int, str]:

@@ -4,7 +4,8 @@
 the latest checkpoint (HITL_AUDIT_CHECKPOINT_FILE, or PATH), then every review decision against
 its event. It prints the count and exits 0, or names the first broken link and its kind and
 exits 1; a checkpoint file it cannot trust exits 2. `seal` seals what is waiting (what the beat
-task does every few seconds) and prints how many.
+task does every few seconds) and prints how many. `redact --event ID ... --reason TEXT`
+blanks those events' payloads for retention (see docs/audit.md) and records why.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from workflows.auditchain import CheckpointError
-from workflows.services import audit_seal, audit_verify
+from workflows.errors import InvalidInput
+from workflows.services import Actor, audit_redact, audit_seal, audit_verify
 
 
 class Command(BaseCommand):
@@ -31,10 +33,26 @@ class Command(BaseCommand):
             "--checkpoint", type=Path, help="a checkpoint file (default: the configured one)"
         )
         sub.add_parser("seal", help="seal the events waiting for the sealer")
+        redact = sub.add_parser("redact", help="blank events' payloads for retention")
+        redact.add_argument(
+            "--event", type=int, action="append", required=True, help="an audit event id"
+        )
+        redact.add_argument("--reason", required=True, help="why (kept in the audit trail)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["action"] == "seal":
             self.stdout.write(f"sealed {audit_seal()} events")
+            return
+        if options["action"] == "redact":
+            try:
+                done = audit_redact(
+                    event_ids=options["event"],
+                    actor=Actor.system("manage.py audit redact"),
+                    reason=options["reason"],
+                )
+            except InvalidInput as exc:
+                raise CommandError(str(exc)) from exc
+            self.stdout.write(f"redacted {done} events")
             return
         path = options.get("checkpoint")
         if path is not None and not path.is_file():

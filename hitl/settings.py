@@ -187,6 +187,19 @@ CELERY_DB_REUSE_MAX = 1000
 # re-enqueues their steps long before it, once the step's lease has expired.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 
+# --- Health (/readyz, hitl/health.py) ----------------------------------------------------------
+# Seconds a readiness probe waits for Redis; workers record a heartbeat this often, and count
+# as gone after the window without one; beat counts as stopped when it has not sent the step
+# sweep (every HITL_SWEEP_INTERVAL) within its window.
+HITL_HEALTH_TIMEOUT = env_float("HITL_HEALTH_TIMEOUT", 1.0)
+HITL_HEALTH_HEARTBEAT_SECONDS = env_float("HITL_HEALTH_HEARTBEAT_SECONDS", 10.0)
+HITL_HEALTH_WORKER_STALE_SECONDS = env_float(
+    "HITL_HEALTH_WORKER_STALE_SECONDS", 3 * HITL_HEALTH_HEARTBEAT_SECONDS
+)
+HITL_HEALTH_BEAT_STALE_SECONDS = env_float(
+    "HITL_HEALTH_BEAT_STALE_SECONDS", 4 * env_float("HITL_SWEEP_INTERVAL", 15.0)
+)
+
 # --- Engine -------------------------------------------------------------------------------
 # A step's lease is its soft time limit plus a margin: a worker that still holds a live
 # lease is presumed to be working on the step.

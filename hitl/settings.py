@@ -107,9 +107,14 @@ DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
 # DATABASE_OWNER_URL, if set, the role that owns the tables, which `migrate` runs as. The
 # tests invert this: DATABASE_URL is the owner (the test runner creates and flushes the
 # database) and DATABASE_RUNTIME_URL the application's role, for the tests that attack it.
-for _alias, _variable in (("owner", "DATABASE_OWNER_URL"), ("runtime", "DATABASE_RUNTIME_URL")):
-    if os.environ.get(_variable):
-        DATABASES[_alias] = dj_database_url.parse(os.environ[_variable], conn_max_age=0)
+# (Each variable is named where it is read: tests/test_docker.py finds them all that way.)
+_role_urls = {
+    "owner": os.environ.get("DATABASE_OWNER_URL"),
+    "runtime": os.environ.get("DATABASE_RUNTIME_URL"),
+}
+for _alias, _role_url in _role_urls.items():
+    if _role_url:
+        DATABASES[_alias] = dj_database_url.parse(_role_url, conn_max_age=0)
 for _alias, _db in DATABASES.items():
     if _db["ENGINE"] != "django.db.backends.postgresql":
         raise ImproperlyConfigured(f"hitl needs PostgreSQL; the {_alias} database is not.")

@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 LOCK := requirements/lock.txt
+PROD_LOCK := requirements/prod.lock
 STAMP := $(VENV)/.installed-$(shell sha256sum $(LOCK) 2>/dev/null | cut -c1-16)
 ARGS ?=
 
-.PHONY: run test install lint typecheck check lock bench clean-var
+.PHONY: run test install lint typecheck check lock bench clean-var compose-smoke
 
 $(STAMP): $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,9 +39,17 @@ typecheck: install
 check: lint typecheck
 	SECRET_KEY=check HITL_AUDIT_KEY=check-only-not-secret $(PY) -m hitl.devstack exec -- $(PY) manage.py makemigrations --check --dry-run
 
-## make lock: re-resolve requirements/lock.txt from pyproject.toml (needs uv).
+## make lock: re-resolve both locks from pyproject.toml (needs uv): requirements/lock.txt with
+## every extra (make run, make test, CI), and requirements/prod.lock without any (the container
+## image), held to the same versions.
 lock:
 	uv pip compile pyproject.toml --all-extras -p 3.11 --generate-hashes -o $(LOCK)
+	uv pip compile pyproject.toml -p 3.11 --generate-hashes -c $(LOCK) -o $(PROD_LOCK)
+
+## make compose-smoke: build the image, start docker/compose.yaml with throwaway secrets, wait
+## for every service to be healthy, ask /readyz, take it down (needs Docker and compose).
+compose-smoke:
+	docker/compose-smoke
 
 bench: install
 	$(PY) -m hitl.devstack exec -- $(PY) -m bench.engine --quick

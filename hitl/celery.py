@@ -4,16 +4,19 @@ A Celery message is only a nudge; PostgreSQL is the system of record (docs/archi
 """
 
 import os
+import time
+from typing import Any
 
-from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery import Celery, bootsteps
+from celery.signals import after_task_publish, task_postrun, task_prerun
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitl.settings")
 
 app = Celery("hitl")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = [Queue("default"), Queue("ai"), Queue("callbacks")]
+QUEUES = ("default", "ai", "callbacks")
+app.conf.task_queues = [Queue(name) for name in QUEUES]
 # Outbound HTTP waits on other people's servers: its own queue, so a slow receiver never
 # holds up steps. The services send it by name (`send_task` applies these routes).
 app.conf.task_routes = {"hitl.delivery_send": {"queue": "callbacks"}}
@@ -72,6 +75,72 @@ def _close_old_connections(**kwargs: object) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+class WorkerHeartbeat(bootsteps.StartStopStep):
+    """Record this worker's liveness and queues in Redis, for `/readyz` (hitl/health.py).
+
+    On the consumer's timer, which the worker's event loop runs: a loop that is stuck stops
+    the heartbeat with it. A failed write is logged and retried at the next tick.
+    """
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.tref: Any = None
+        self.client: Any = None
+
+    def start(self, parent: Any) -> None:
+        from django.conf import settings
+
+        from hitl import health
+
+        self.client = health.broker()
+        self.beat(parent)
+        self.tref = parent.timer.call_repeatedly(
+            settings.HITL_HEALTH_HEARTBEAT_SECONDS, self.beat, (parent,)
+        )
+
+    def beat(self, parent: Any) -> None:
+        from hitl import health
+
+        queues = parent.app.amqp.queues.consume_from or parent.app.amqp.queues
+        try:
+            health.record_worker(self.client, parent.hostname, list(queues), time.time())
+        except Exception:
+            health.logger.warning("worker heartbeat not recorded", exc_info=True)
+
+    def stop(self, parent: Any) -> None:
+        from hitl import health
+
+        if self.tref is not None:
+            parent.timer.cancel(self.tref)
+            self.tref = None
+        if self.client is not None:
+            try:
+                health.forget_worker(self.client, parent.hostname)
+            except Exception:
+                health.logger.warning("worker heartbeat not removed", exc_info=True)
+
+    shutdown = stop
+
+
+app.steps["consumer"].add(WorkerHeartbeat)
+
+
+@after_task_publish.connect
+def _beat_alive(sender: str | None = None, **kwargs: object) -> None:
+    # Only beat sends the step sweep (hitl/health.py); it fires in beat's process, after the
+    # message reached the broker.
+    if sender != "hitl.steps_sweep":
+        return
+    from hitl import health
+
+    try:
+        health.record_beat(health.broker(), time.time())
+    except Exception:
+        health.logger.warning("beat liveness not recorded", exc_info=True)
 
 
 app.autodiscover_tasks(["workflows", "hitl.api"])

@@ -152,9 +152,14 @@ DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
 # DATABASE_OWNER_URL, if set, the role that owns the tables, which `migrate` runs as. The
 # tests invert this: DATABASE_URL is the owner (the test runner creates and flushes the
 # database) and DATABASE_RUNTIME_URL the application's role, for the tests that attack it.
-for _alias, _variable in (("owner", "DATABASE_OWNER_URL"), ("runtime", "DATABASE_RUNTIME_URL")):
-    if os.environ.get(_variable):
-        DATABASES[_alias] = dj_database_url.parse(os.environ[_variable], conn_max_age=0)
+# (Each variable is named where it is read: tests/test_docker.py finds them all that way.)
+_role_urls = {
+    "owner": os.environ.get("DATABASE_OWNER_URL"),
+    "runtime": os.environ.get("DATABASE_RUNTIME_URL"),
+}
+for _alias, _role_url in _role_urls.items():
+    if _role_url:
+        DATABASES[_alias] = dj_database_url.parse(_role_url, conn_max_age=0)
 for _alias, _db in DATABASES.items():
     if _db["ENGINE"] != "django.db.backends.postgresql":
         raise ImproperlyConfigured(f"hitl needs PostgreSQL; the {_alias} database is not.")
@@ -187,12 +192,33 @@ LOGIN_REDIRECT_URL = "/review/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 SESSION_COOKIE_HTTPONLY = True
-CSRF_COOKIE_HTTPONLY = False  # htmx reads nothing from it: the token travels in hx-headers.
+# No script reads the CSRF cookie: the desk's htmx sends the token the template renders
+# (hx-headers in base.html), and forms carry {% csrf_token %}.
+CSRF_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+# HTTPS, on by default without DEBUG (`manage.py check --deploy` passes with the defaults).
+# Behind a proxy that terminates TLS, name the header it sets (HTTP_X_FORWARDED_PROTO): then
+# a request it forwarded with "https" counts as secure, and nothing loops on the redirect.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# Health probes come over plain HTTP from inside the network: a redirect would fail them.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+if _proxy_header := os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip():
+    if not _proxy_header.startswith("HTTP_"):
+        raise ImproperlyConfigured(
+            "SECURE_PROXY_SSL_HEADER names a request header as Django sees it, such as "
+            f"HTTP_X_FORWARDED_PROTO, not {_proxy_header!r}"
+        )
+    SECURE_PROXY_SSL_HEADER = (_proxy_header, "https")
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0" if DEBUG else "31536000"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+# Preloading commits the whole registrable domain to HTTPS in browsers for good, which is the
+# domain owner's decision, not a default: off, and its deploy warning silenced unless set.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 
 EMAIL_BACKEND = os.environ.get(
     "EMAIL_BACKEND",
@@ -231,6 +257,19 @@ CELERY_DB_REUSE_MAX = 1000
 # The visibility timeout only matters for messages a dead worker held; the sweeper
 # re-enqueues their steps long before it, once the step's lease has expired.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+
+# --- Health (/readyz, hitl/health.py) ----------------------------------------------------------
+# Seconds a readiness probe waits for Redis; workers record a heartbeat this often, and count
+# as gone after the window without one; beat counts as stopped when it has not sent the step
+# sweep (every HITL_SWEEP_INTERVAL) within its window.
+HITL_HEALTH_TIMEOUT = env_float("HITL_HEALTH_TIMEOUT", 1.0)
+HITL_HEALTH_HEARTBEAT_SECONDS = env_float("HITL_HEALTH_HEARTBEAT_SECONDS", 10.0)
+HITL_HEALTH_WORKER_STALE_SECONDS = env_float(
+    "HITL_HEALTH_WORKER_STALE_SECONDS", 3 * HITL_HEALTH_HEARTBEAT_SECONDS
+)
+HITL_HEALTH_BEAT_STALE_SECONDS = env_float(
+    "HITL_HEALTH_BEAT_STALE_SECONDS", 4 * env_float("HITL_SWEEP_INTERVAL", 15.0)
+)
 
 # --- Engine -------------------------------------------------------------------------------
 # A step's lease is its soft time limit plus a margin: a worker that still holds a live
@@ -281,7 +320,8 @@ HITL_REVIEW_MAX_CLAIM_TIME = timedelta(seconds=env_float("HITL_REVIEW_MAX_CLAIM_
 HITL_REVIEW_MAX_CLAIMS = int(os.environ.get("HITL_REVIEW_MAX_CLAIMS", "5"))
 # The SLA warning falls due once this share of a task's SLA has passed.
 HITL_SLA_WARNING_FRACTION = env_float("HITL_SLA_WARNING_FRACTION", 0.75)
-# Deep links in notification emails start with this.
+# Deep links in notification emails start with this; `check --deploy` wants it https
+# (workflows/checks.py): the default is only right for `make run`.
 HITL_BASE_URL = os.environ.get("HITL_BASE_URL", "http://127.0.0.1:8000")
 # Where a review task is shown, for links the engine sends (the desk serves this path).
 HITL_REVIEW_TASK_PATH = "/review/tasks/{id}/"

@@ -1,19 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.db import connection
-from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
-from django.views.decorators.http import require_GET
 
+from hitl import health
 from hitl.review import views as review_views
-
-
-@require_GET
-def healthz(request: HttpRequest) -> JsonResponse:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return JsonResponse({"status": "ok"})
-
 
 urlpatterns = [
     path("", review_views.home, name="home"),
@@ -23,7 +13,9 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("healthz", healthz, name="healthz"),
+    # Liveness and readiness (hitl/health.py): no login, and no redirect to HTTPS (settings).
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("api/v1/webhooks/", include("hitl.api.webhooks")),
 ]
 

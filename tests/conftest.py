@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from django.conf import settings as django_settings
 from django.contrib.auth.models import Group, User
 
 from tests.factories import GroupFactory, UserFactory
@@ -16,6 +17,9 @@ from workflows.models import Workflow
 
 # The worker and the test process must agree on these; see tests/worker.py.
 os.environ.setdefault("HITL_EXTRA_STEP_KINDS", "tests.kinds")
+# Settings are production's (DEBUG off), which redirect plain HTTP to HTTPS; the test client
+# and the live servers speak plain HTTP. tests/test_deploy.py turns the redirect back on.
+django_settings.SECURE_SSL_REDIRECT = False
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,8 @@ WORKER_ENV = {
     "HITL_OUTBOUND_CONNECT_TIMEOUT": "1",
     "HITL_OUTBOUND_READ_TIMEOUT": "3",
     "HITL_DELIVERY_LEASE_SECONDS": "8",
+    # Readiness (hitl/health.py): a heartbeat every second, so a test sees one come soon.
+    "HITL_HEALTH_HEARTBEAT_SECONDS": "1",
 }
 
 

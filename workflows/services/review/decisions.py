@@ -27,6 +27,7 @@ from workflows.selectors import task_shown
 from workflows.services.audit import Actor, audit_event
 from workflows.services.callbacks import task_event
 from workflows.services.review.claims import check_holds, check_live, claim_take
+from workflows.services.review.quorum import quorum_settle
 from workflows.services.review.tasks import review_task_escalate
 from workflows.services.runs import run_resume
 from workflows.storable import json_problem
@@ -122,6 +123,12 @@ def review_decide(
                 now=now,
             )
         ]
+        if task.seat:
+            # A seat of a quorum: its group settles the gate, or escalates, together.
+            quorum_settle(
+                task=task, run=run, decision=decision, actor=actor, now=now, events=events
+            )
+            return decision
         if escalating:
             # The escalation's own events go with this one, in one statement.
             review_task_escalate(

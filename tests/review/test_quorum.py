@@ -12,6 +12,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.db import IntegrityError, transaction
 
+from tests.datasets_world import export
 from tests.factories import UserFactory
 from tests.helpers import drive
 from tests.review.conftest import T0, gated_definition, minutes
@@ -380,3 +381,25 @@ def test_an_overdue_group_waits_while_a_seat_is_held(
     assert services.review_sla_breach(now=T0 + minutes(31))["escalated"] == 0
     assert escalations(run) == []
     assert statuses(run) == ["open", "claimed", "open"]
+
+
+def test_the_dataset_labels_an_item_with_the_gates_final_output(
+    quorum_workflow: Workflow, start: Start, panel: list[User], escalator: User, tmp_path: Any
+) -> None:
+    agreed = start(quorum_workflow)
+    one, two, _ = seats(agreed)
+    decide(one, panel[0], "edit", output={"label": "refund"})
+    decide(two, panel[1], "edit", output={"label": "refund"})
+    split = start(quorum_workflow)
+    decide(seats(split)[0], panel[0], "reject")
+    decide(escalations(split)[0], escalator, "edit", output={"label": "bug"})
+    records = {r["run"]: r for r in export(tmp_path=tmp_path)[0]}
+    assert (records[agreed.pk]["final_output"], records[agreed.pk]["escalated"]) == (
+        {"label": "refund"},
+        False,
+    )
+    assert (records[split.pk]["final_output"], records[split.pk]["escalated"]) == (
+        {"label": "bug"},
+        True,
+    )
+    assert records[split.pk]["reviewer"] == "escalator"

@@ -293,10 +293,10 @@ def check_seat(task: ReviewTask, user: Any) -> None:
     )
 
 
-def _seated_in(user: Any) -> QuerySet[ReviewTask]:
-    return ReviewTask.objects.filter(seat__gt=0, claimed_by_id=user.pk, status__in=SEATED).values(
-        "step_run_id"
-    )
+def _seated_in(user: Any) -> QuerySet[ReviewTask, Any]:
+    """The gates in whose quorum `user` holds or decided a seat (a subquery)."""
+    seated = ReviewTask.objects.filter(seat__gt=0, claimed_by_id=user.pk, status__in=SEATED)
+    return seated.values("step_run_id")
 
 
 def check_holds(task: ReviewTask, user: Any, now: datetime, *, lapsed_ok: bool = False) -> None:

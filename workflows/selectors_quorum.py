@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from itertools import groupby
 from typing import Any
 
 from django.db.models import Q
 
+from workflows.agreement import cohen_kappa, fleiss_kappa
 from workflows.canonical import canonical_json
-from workflows.models import Decision, ReviewTask
+from workflows.models import Decision, ReviewTask, Workflow
 
 # A seat whose claim or decision names its reviewer (the database allows one per reviewer).
 SEATED = (ReviewTask.Status.CLAIMED, ReviewTask.Status.DECIDED, ReviewTask.Status.ESCALATED)
@@ -134,3 +136,57 @@ def quorum_shown(task: ReviewTask) -> dict[str, Any] | None:
         ai = task.guarded.output if task.guarded else None
         shown["answers"] = [a.as_json() for a in quorum_answers(task.step_run_id, ai)]
     return shown
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How much a workflow's quorum reviewers agree beyond chance, over `items` gates."""
+
+    workflow: str
+    raters: int
+    items: int
+    # Fleiss' kappa over every item's first `raters` answers (by seat); None when there are
+    # no items or chance explains every agreement.
+    fleiss: float | None
+    # With two raters, Cohen's kappa too, the lower seat as the first rater.
+    cohen: float | None
+
+
+def quorum_agreement(*, workflow: Workflow, raters: int = 2) -> Agreement:
+    """Agreement among the answers of a workflow's quorum seats (for its admins and operators:
+    the caller checks who may ask).
+
+    Each gate with at least `raters` answers is an item, rated by its first `raters` seats
+    that answered: an approval rates the AI's answer, an edit its output (both as canonical
+    JSON), a rejection "reject"; an escalation is no rating. Groups that settled early (k
+    approvals before every seat answered) have fewer answers, so with `raters` above k they
+    are left out: the report counts the items it used.
+    """
+    if raters < 2:
+        raise ValueError("agreement needs at least two raters per item")
+    rows = (
+        Decision.objects.filter(task__workflow=workflow, task__seat__gt=0)
+        .exclude(action=Decision.Action.ESCALATE)
+        .order_by("task__step_run_id", "task__seat")
+        .values_list("task__step_run_id", "action", "edited_output", "task__guarded__output")
+    )
+    items: list[list[str]] = []
+    for _, group in groupby(rows, key=lambda row: row[0]):
+        ratings = [_rating(action, edited, ai) for _, action, edited, ai in group]
+        if len(ratings) >= raters:
+            items.append(ratings[:raters])
+    return Agreement(
+        workflow=workflow.slug,
+        raters=raters,
+        items=len(items),
+        fleiss=fleiss_kappa(items) if items else None,
+        cohen=cohen_kappa([(a, b) for a, b in items]) if items and raters == 2 else None,
+    )
+
+
+def _rating(action: str, edited: Any, ai: Any) -> str:
+    if action == Decision.Action.APPROVE:
+        return canonical_json(ai)
+    if action == Decision.Action.EDIT:
+        return canonical_json(edited)
+    return f"<{action}>"

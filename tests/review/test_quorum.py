@@ -196,6 +196,8 @@ def test_a_reject_escalates_once_with_every_answer_shown(
     one, two, _ = seats(run)
     decide(one, panel[0], reason="looks right")
     decide(two, panel[1], "reject", now=T1 + minutes(1))
+    # A seat's decision keeps its place in the quorum, never the other answers.
+    assert Decision.objects.get(task=two).shown["quorum"] == {"seat": 2, "required": 2, "of": 3}
     (escalation,) = escalations(run)
     assert escalation.escalated_from_id == two.pk
     assert escalation.reason == "quorum_split"

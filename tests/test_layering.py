@@ -124,7 +124,13 @@ def test_step_kinds_reach_the_services_only_through_their_hooks() -> None:
     assert offenders("workflows.steps", ("workflows.services",)) == []
 
 
-PURE = ["workflows.engine", "workflows.definitions", "workflows.splits", "workflows.datasets"]
+PURE = [
+    "workflows.engine",
+    "workflows.definitions",
+    "workflows.splits",
+    "workflows.datasets",
+    "workflows.agreement",
+]
 
 
 @pytest.mark.parametrize("module", PURE)

@@ -24,6 +24,7 @@ from workflows.definitions import DefinitionError, parse_source
 from workflows.errors import NotAllowed
 from workflows.models import Decision, ReviewTask, StepRun, Workflow, WorkflowVersion
 from workflows.models.review import NO_DUE, QUEUE_ORDER
+from workflows.selectors_quorum import QuorumView, quorum_shown, quorum_view
 from workflows.versions import step_output_schema
 
 # At most this many samples go into a decision's snapshot; votes summarise the rest.
@@ -125,6 +126,8 @@ class TaskDetail:
     escalation: Decision | None = None
     # Who decides the task, in words ("the escalation group (ops-leads)").
     waits_for: str = ""
+    # With a quorum: the seat, how many decided, and the answers when the viewer may see them.
+    quorum: QuorumView | None = None
 
 
 def review_task_get(*, user: Any, task_id: int) -> TaskDetail:
@@ -142,6 +145,10 @@ def review_task_get(*, user: Any, task_id: int) -> TaskDetail:
     guarded = task.guarded
     chain = [t.pk for t in (task.escalated_from, task) if t is not None]
     decisions = list(Decision.objects.filter(task_id__in=chain).select_related("reviewer", "task"))
+    quorum = quorum_view(task, user_id=user.pk)
+    if quorum is not None and quorum.answers is None:
+        # No anchoring: another seat's decision stays hidden until the viewer decides theirs.
+        decisions = [d for d in decisions if d.reviewer_id == user.pk]
     decision = next((d for d in decisions if d.task_id == task.pk), None)
     return TaskDetail(
         task=task,
@@ -161,6 +168,7 @@ def review_task_get(*, user: Any, task_id: int) -> TaskDetail:
         final_output=decision_output(decision, guarded.output if guarded else None),
         escalation=next((d for d in decisions if d.task_id == task.escalated_from_id), None),
         waits_for=task_audience(task, named=True),
+        quorum=quorum,
     )
 
 
@@ -251,6 +259,8 @@ def task_shown(task: ReviewTask) -> dict[str, Any]:
             for key in ("reason", "rule", "label", "threshold", "audit_rate")
             if key in gate
         },
+        # With a quorum: the seat (never the other answers), or for its escalation, every answer.
+        **({"quorum": quorum} if (quorum := quorum_shown(task)) is not None else {}),
     }
 
 

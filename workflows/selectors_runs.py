@@ -20,6 +20,7 @@ from django.db.models import Q, QuerySet
 from workflows.access import access_run_view, runs_visible_q, workflows_visible_q
 from workflows.errors import NotAllowed
 from workflows.models import Decision, ReviewTask, Run, StepRun, Workflow, WorkflowVersion
+from workflows.selectors_quorum import answers_visible
 
 Within = Collection[int] | None
 C = TypeVar("C")
@@ -146,7 +147,18 @@ def run_get(*, user: Any, run_id: int, within: Within = None) -> RunDetail:
         .select_related("step_run", "decision__reviewer")
         .order_by("created_at", "id")
     )
-    reviews = [ReviewSummary(task, getattr(task, "decision", None)) for task in tasks]
+    visible: dict[int, bool] = {}
+
+    def shown(task: ReviewTask) -> Decision | None:
+        decision = getattr(task, "decision", None)
+        if decision is None or not task.seat or decision.reviewer_id == user.pk:
+            return decision
+        # A quorum's answers stay hidden from a viewer yet to decide a seat of it, as on the desk.
+        if task.step_run_id not in visible:
+            visible[task.step_run_id] = answers_visible(task, user_id=user.pk)
+        return decision if visible[task.step_run_id] else None
+
+    reviews = [ReviewSummary(task, shown(task)) for task in tasks]
     return RunDetail(run=run, steps=steps, output=run_output(run, steps), reviews=reviews)
 
 

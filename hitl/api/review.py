@@ -19,6 +19,7 @@ from hitl.api.schemas import (
     BIGINT,
     DecideIn,
     DecisionOut,
+    QuorumOut,
     StepOut,
     TaskFilters,
     TaskOut,
@@ -65,6 +66,7 @@ def task_out(g: Grant, task_id: int) -> TaskOut:
         decisions=[DecisionOut.of(decision) for decision in d.decisions],
         final_output=d.final_output,
         steps=[StepOut.of(step) for step in d.steps],
+        quorum=QuorumOut.of_view(d.quorum),
     )
 
 

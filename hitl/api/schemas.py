@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from workflows.models import Decision, ReviewTask, Run, StepRun, Workflow, WorkflowVersion
 from workflows.models.review import REVIEW_ACTIONS
+from workflows.selectors_quorum import QuorumView
 
 BIGINT = 2**63 - 1
 INT = 2**31 - 1
@@ -349,6 +350,51 @@ class TaskPage(BaseModel):
     next_cursor: str | None
 
 
+class AnswerOut(BaseModel):
+    seat: int
+    reviewer: str
+    action: str
+    output: Any = Field(description="The AI's answer approved, the edit, or null.")
+    reason: str
+    decided_at: datetime
+
+
+class QuorumOut(BaseModel):
+    seat: int = Field(description="This task's seat, 1 to `of`; 0 for the group's escalation.")
+    of: int
+    required: int = Field(description="How many seats must give the same answer.")
+    decided: int = Field(description="How many seats have been decided.")
+    answers: list[AnswerOut] | None = Field(
+        description="Every seat's answer; null until you have decided a seat of this review"
+        " yourself (or it has settled), so that no reviewer is anchored by another."
+    )
+
+    @classmethod
+    def of_view(cls, view: QuorumView | None) -> QuorumOut | None:
+        if view is None:
+            return None
+        answers = view.answers
+        return cls(
+            seat=view.seat,
+            of=view.of,
+            required=view.required,
+            decided=view.decided,
+            answers=None
+            if answers is None
+            else [
+                AnswerOut(
+                    seat=a.seat,
+                    reviewer=a.reviewer,
+                    action=a.action,
+                    output=a.output,
+                    reason=a.reason,
+                    decided_at=a.decided_at,
+                )
+                for a in answers
+            ],
+        )
+
+
 class TaskOut(TaskSummaryOut):
     input: Any
     shown: dict[str, Any] = Field(
@@ -365,6 +411,9 @@ class TaskOut(TaskSummaryOut):
     decisions: list[DecisionOut]
     final_output: Any = Field(description="The output the decision sent on to the gate.")
     steps: list[StepOut]
+    quorum: QuorumOut | None = Field(
+        None, description="For a seat of a k-of-m review (or its escalation): where it stands."
+    )
 
 
 class DecideIn(In):

@@ -53,6 +53,7 @@ class FilterForm(forms.Form):
             ("rule", "A rule"),
             ("escalated", "Escalated"),
             ("sla_breach", "SLA breach"),
+            ("quorum_split", "Quorum split"),
         ],
     )
     mine = forms.BooleanField(required=False, label="Mine")

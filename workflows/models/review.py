@@ -66,6 +66,9 @@ class ReviewTask(models.Model):
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="escalated_to"
     )
     priority = models.IntegerField(default=0)
+    # A gate with a quorum opens seats 1..m for its one step (the group is `step_run`); 0 is
+    # the gate's only task, or an escalation task.
+    seat = models.PositiveSmallIntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     # Set by a workflow admin: only this user (or an admin) may claim the task.
     assignee = models.ForeignKey(
@@ -88,11 +91,19 @@ class ReviewTask(models.Model):
     class Meta:
         ordering = list(QUEUE_ORDER)
         constraints = [
-            # One live task per waiting gate: escalation closes one task before opening the next.
+            # One live task per waiting gate (per seat, with a quorum): escalation closes one
+            # task (or a quorum's every seat) before opening the next.
             models.UniqueConstraint(
-                fields=["step_run"],
+                fields=["step_run", "seat"],
                 condition=Q(status__in=["open", "claimed"]),
-                name="reviewtask_one_live_per_gate",
+                name="reviewtask_one_live_per_seat",
+            ),
+            # One reviewer, one seat of a quorum: a seat's claim and its decision (which keeps
+            # `claimed_by`) name its reviewer, and no two seats of one gate name the same one.
+            models.UniqueConstraint(
+                fields=["step_run", "claimed_by"],
+                condition=Q(seat__gt=0, status__in=["claimed", "decided", "escalated"]),
+                name="reviewtask_one_seat_per_reviewer",
             ),
             models.CheckConstraint(
                 condition=~Q(status="claimed")

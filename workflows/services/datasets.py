@@ -262,7 +262,11 @@ def _items(gates: Sequence[StepRun]) -> Iterator[GateItem]:
         row["step_run_id"]: row
         for row in ReviewTask.objects.filter(step_run_id__in=ids)
         .values("step_run_id")
-        .annotate(first=Min("created_at"), n=Count("pk"))
+        # A quorum's seats are no escalation: only an escalation-level task is.
+        .annotate(
+            first=Min("created_at"),
+            escalations=Count("pk", filter=Q(audience=ReviewTask.Audience.ESCALATION)),
+        )
     }
     steps: dict[int, list[StepRun]] = {}
     for step in StepRun.objects.filter(
@@ -288,7 +292,7 @@ def _item(
             "reason": decision.reason,
             "reviewer": decision.reviewer.get_username(),
             "shown": decision.shown,
-            "escalated": bool(tasks and tasks["n"] > 1),
+            "escalated": bool(tasks and tasks["escalations"]),
             "claimed_at": decision.claimed_at,
             "decided_at": decision.decided_at,
         }

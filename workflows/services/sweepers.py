@@ -27,6 +27,7 @@ from workflows.services.callbacks import delivery_enqueue_on_commit, task_event
 from workflows.services.deliveries import deliveries_park_exhausted
 from workflows.services.hooks import spent_today
 from workflows.services.review.claims import claim_at_maximum, claim_drop
+from workflows.services.review.quorum import quorum_escalate_overdue
 from workflows.services.review.tasks import SYSTEM as REVIEW_SYSTEM
 from workflows.services.review.tasks import review_task_escalate
 from workflows.services.steps import step_enqueue_on_commit, steps_park_exhausted
@@ -194,6 +195,9 @@ def _escalate_overdue(task_id: int, run_id: int, now: datetime) -> bool:
         )
         if task is None:
             return False  # claimed, decided or escalated meanwhile
+        if task.seat:
+            # A quorum escalates as one group, once none of its seats is held.
+            return quorum_escalate_overdue(task=task, run=run, now=now)
         task.status = ReviewTask.Status.ESCALATED
         task.closed_at = now
         task.claimed_by = None

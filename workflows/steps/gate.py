@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from workflows import expressions
 from workflows.calibration import audit_draw
@@ -48,6 +48,20 @@ class Rule(KindConfig):
         return value
 
 
+class Quorum(KindConfig):
+    """k of m reviewers must give the same answer: the gate opens `of` seats, and `required`
+    agreeing answers pass it (see `workflows.services.review.quorum`)."""
+
+    required: int = Field(ge=1, le=9)
+    of: int = Field(ge=1, le=9)
+
+    @model_validator(mode="after")
+    def _required_within_of(self) -> Quorum:
+        if self.required > self.of:
+            raise ValueError(f"required ({self.required}) cannot be more than of ({self.of})")
+        return self
+
+
 class GateConfig(KindConfig):
     # The step whose answer the gate judges; by default the step just before the gate.
     guards: str | None = None
@@ -64,6 +78,8 @@ class GateConfig(KindConfig):
     # An int, or a CEL expression giving one; higher comes first in the queue.
     priority: int | str = 0
     sla_minutes: int | None = Field(default=None, gt=0)
+    # None: one reviewer decides, as without a quorum.
+    quorum: Quorum | None = None
 
     @field_validator("rules")
     @classmethod
@@ -130,6 +146,9 @@ class GateKind(StepKind):
             "priority": priority,
             "sla_minutes": config.sla_minutes,
         }
+        if config.quorum is not None:
+            # Read by `gate_record` to open the seats, and by the desk to say "Review 2 of 3".
+            meta["quorum"] = config.quorum.model_dump()
         reason = _review_reason(rule, view.confidence, threshold)
         if reason is None and config.audit_rate > 0:
             secret = settings.HITL_GATE_AUDIT_SECRET.encode()

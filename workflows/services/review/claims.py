@@ -26,8 +26,9 @@ from workflows.access import (
     tasks_decidable_q,
 )
 from workflows.errors import Conflict, InvalidInput
-from workflows.models import Decision, ReviewSkip, ReviewTask, Workflow
+from workflows.models import Decision, ReviewSkip, ReviewTask, Run, Workflow
 from workflows.models.review import QUEUE_ORDER
+from workflows.selectors_quorum import SEATED
 from workflows.services.audit import Actor, audit_record
 
 # pg_advisory_xact_lock namespace ("hitl" + "clai"): one reviewer's claims take turns, so
@@ -44,6 +45,10 @@ def review_claim(
     now = now or timezone.now()
     access_task_decide(user=user, task=task)
     with transaction.atomic():
+        if task.seat:
+            # A quorum's rule (one reviewer, one seat) is kept under the run's lock, as every
+            # transition of the group is.
+            Run.objects.select_for_update().filter(pk=task.run_id).first()
         task = task_locked(task)
         claim_take(task, user, now, actor=actor)
     return task
@@ -68,6 +73,8 @@ def review_claim_next(
             )
             .filter(Q(assignee__isnull=True) | Q(assignee_id=user.pk))
             .exclude(pk__in=ReviewSkip.objects.filter(user_id=user.pk).values("task_id"))
+            # Nor a seat of a quorum in which the reviewer already holds or decided one.
+            .exclude(seat__gt=0, step_run_id__in=_seated_in(user))
         )
         if workflow is not None:
             candidates = candidates.filter(workflow=workflow)
@@ -75,6 +82,9 @@ def review_claim_next(
         if task is None:
             return None
         _check_cap(user, now, claiming=task.pk)
+        if task.seat:
+            # Under the reviewer's claims lock: a seat they took meanwhile is seen here.
+            check_seat(task, user)
         _claim(task, user, now)
     return task
 
@@ -201,7 +211,13 @@ def claim_take(task: ReviewTask, user: Any, now: datetime, *, actor: Actor | Non
         raise Conflict(claimed_message(task))
     if task.assignee_id not in (None, user.pk) and not is_workflow_admin(user, task.workflow):
         raise Conflict(f"task {task.pk} is assigned to {task.assignee}")
+    if task.seat:
+        # The group's seats are locked before the reviewer's claims lock, which "next task"
+        # takes while holding one seat: the other order could deadlock with it.
+        list(seats_locked(task))
     _check_cap(user, now, claiming=task.pk)
+    if task.seat:
+        check_seat(task, user)
     _claim(task, user, now, actor)
 
 
@@ -239,7 +255,46 @@ def check_live(task: ReviewTask) -> None:
         where = f": task {successor[0]} carries on" if successor else ""
         raise Conflict(f"task {task.pk} has been escalated{where}")
     if task.status == ReviewTask.Status.CANCELLED:
+        cancelled_run = Run.objects.filter(pk=task.run_id, status=Run.Status.CANCELLED)
+        if task.seat and not cancelled_run.exists():
+            raise Conflict(f"task {task.pk} was closed: its quorum settled without this seat")
         raise Conflict(f"task {task.pk} was cancelled with its run")
+
+
+def seats_locked(task: ReviewTask) -> QuerySet[ReviewTask]:
+    """The seats of `task`'s quorum, locked in seat order (the caller holds the run's lock)."""
+    return (
+        ReviewTask.objects.select_for_update(of=("self",))
+        .filter(step_run_id=task.step_run_id, seat__gt=0)
+        .order_by("seat")
+    )
+
+
+def check_seat(task: ReviewTask, user: Any) -> None:
+    """Refuse a second seat of one quorum to one reviewer: its answer would count twice.
+
+    A lapsed claim still names its reviewer until it is swept or taken over, and counts (the
+    database constraint `reviewtask_one_seat_per_reviewer` says the same)."""
+    other = (
+        ReviewTask.objects.filter(
+            step_run_id=task.step_run_id, seat__gt=0, claimed_by_id=user.pk, status__in=SEATED
+        )
+        .exclude(pk=task.pk)
+        .first()
+    )
+    if other is None:
+        return
+    did = "hold" if other.status == ReviewTask.Status.CLAIMED else "decided"
+    raise Conflict(
+        f"you {did} seat {other.seat} of this review (task {other.pk}): each seat needs"
+        " another reviewer"
+    )
+
+
+def _seated_in(user: Any) -> QuerySet[ReviewTask, Any]:
+    """The gates in whose quorum `user` holds or decided a seat (a subquery)."""
+    seated = ReviewTask.objects.filter(seat__gt=0, claimed_by_id=user.pk, status__in=SEATED)
+    return seated.values("step_run_id")
 
 
 def check_holds(task: ReviewTask, user: Any, now: datetime, *, lapsed_ok: bool = False) -> None:

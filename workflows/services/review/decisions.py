@@ -28,6 +28,7 @@ from workflows.selectors import task_shown
 from workflows.services.audit import Actor, audit_event
 from workflows.services.callbacks import task_event
 from workflows.services.review.claims import check_holds, check_live, claim_take
+from workflows.services.review.quorum import quorum_settle
 from workflows.services.review.tasks import review_task_escalate
 from workflows.services.runs import run_resume
 from workflows.storable import json_problem
@@ -114,6 +115,12 @@ def review_decide(
                 actor=actor, verb="review.decided", target=task, payload=_decided(run, decision)
             )
         ]
+        if task.seat:
+            # A seat of a quorum: its group settles the gate, or escalates, together.
+            quorum_settle(
+                task=task, run=run, decision=decision, actor=actor, now=now, events=events
+            )
+            return decision
         if escalating:
             # The escalation's own events go with this one, in one statement.
             review_task_escalate(
@@ -146,8 +153,10 @@ def _decided(run: Run, decision: Decision) -> dict[str, Any]:
         "edited_output": decision.edited_output,
         "shown_sha256": stored_json_digest(decision.shown),
     }
-    if decision.action != Decision.Action.ESCALATE:
-        payload["output"] = _final(decision.task, decision)[1]  # the gate's final output
+    # The gate's final output, when this decision settles it. An escalation does not, and
+    # neither does a quorum seat's answer: its group settles the gate, or escalates.
+    if decision.action != Decision.Action.ESCALATE and not decision.task.seat:
+        payload["output"] = _final(decision.task, decision)[1]
     return payload
 
 

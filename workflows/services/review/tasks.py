@@ -8,6 +8,7 @@ the step hooks (`workflows.services.hooks`).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -23,7 +24,8 @@ GATE_AUDITED = ("decision", "reason", "guards", "label", "confidence", "threshol
 
 
 def gate_record(*, run: Run, step_run: StepRun, waiting: bool, now: datetime) -> ReviewTask | None:
-    """Audit a gate's routing and, when it waits, open its review task.
+    """Audit a gate's routing and, when it waits, open its review task (or, with a quorum, its
+    seats; the first is returned).
 
     Called from the gate's `on_record`, inside the transaction that records the result (the
     caller holds the run's lock), so the task exists exactly when the gate is waiting.
@@ -44,16 +46,21 @@ def gate_record(*, run: Run, step_run: StepRun, waiting: bool, now: datetime) ->
     task = None
     if waiting:
         guarded = StepRun.objects.filter(run_id=run.pk, step_id=meta["guards"]).first()
-        task = review_task_create(
-            run=run,
-            step_run=step_run,
-            guarded=guarded,
-            audience=ReviewTask.Audience.REVIEWERS,
-            reason=meta["reason"],
-            priority=meta.get("priority", 0),
-            now=now,
-            events=events,
-        )
+        # With a quorum, m seats for the one gate step; without, the one task (seat 0).
+        quorum = meta.get("quorum")
+        for seat in range(1, quorum["of"] + 1) if quorum else [0]:
+            created = review_task_create(
+                run=run,
+                step_run=step_run,
+                guarded=guarded,
+                audience=ReviewTask.Audience.REVIEWERS,
+                reason=meta["reason"],
+                priority=meta.get("priority", 0),
+                now=now,
+                events=events,
+                seat=seat,
+            )
+            task = task or created
     AuditEvent.objects.bulk_create(events)
     return task
 
@@ -96,6 +103,7 @@ def review_task_create(
     now: datetime,
     events: list[AuditEvent],
     escalated_from: ReviewTask | None = None,
+    seat: int = 0,
 ) -> ReviewTask:
     """Open a task for a waiting gate; its audit event is appended to `events` for the caller."""
     sla_minutes = step_run.meta.get("sla_minutes")
@@ -112,6 +120,7 @@ def review_task_create(
         audience=audience,
         reason=reason,
         escalated_from=escalated_from,
+        seat=seat,
         priority=priority,
         due_at=due_at,
         warn_at=warn_at,
@@ -130,6 +139,7 @@ def review_task_create(
                 "priority": priority,
                 "due_at": due_at.isoformat() if due_at else None,
                 "escalated_from": escalated_from.pk if escalated_from else None,
+                "seat": seat,
             },
         )
     )
@@ -146,10 +156,12 @@ def review_task_escalate(
     now: datetime,
     events: list[AuditEvent],
     decision: Decision | None = None,
+    answers: list[dict[str, Any]] | None = None,
 ) -> ReviewTask:
     """Open the escalation-level task for `task`, already saved as ESCALATED (run locked).
 
-    `decision` is the reviewer's, when one escalated (rather than the SLA sweep)."""
+    `decision` is the reviewer's, when one escalated (rather than the SLA sweep); `answers`,
+    for a quorum's escalation, every answer its seats gave, kept with `review.escalated`."""
     successor = review_task_create(
         run=run,
         step_run=task.step_run,
@@ -166,7 +178,11 @@ def review_task_escalate(
             actor=actor,
             verb="review.escalated",
             target=task,
-            payload={"to": successor.pk, "reason": reason},
+            payload={
+                "to": successor.pk,
+                "reason": reason,
+                **({"answers": answers} if answers is not None else {}),
+            },
         )
     )
     notifications.notify_escalated(successor)

@@ -94,7 +94,7 @@ def placeholders(text: str) -> list[str]:
     found = []
     for previous, token in zip(["", *tokens], tokens, strict=False):
         word = token.split("=", 1)[1] if re.match(r"[A-Za-z_]\w*=", token) else token
-        if not word or (ROOT / word).exists():  # README.md is a file, not a placeholder
+        if not word or _exists(word):  # README.md is a file, not a placeholder
             continue
         if previous in ("-X", "--request") and word in HTTP_METHODS:  # curl -X POST
             continue
@@ -113,6 +113,13 @@ def placeholders(text: str) -> list[str]:
 
 
 HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}
+
+
+def _exists(word: str) -> bool:
+    try:
+        return (ROOT / word).exists()
+    except OSError:  # a whole script passed as one argument is too long to be a file name
+        return False
 
 
 def _is_json(word: str) -> bool:

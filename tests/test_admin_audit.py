@@ -136,3 +136,29 @@ def test_a_users_groups_and_flags_changed_in_the_admin_are_audited(
     }
     staff.post(url, form)
     assert AuditEvent.objects.filter(verb="user.access_changed").count() == 1
+
+
+def test_a_superuser_starts_a_verification_from_the_admin(
+    staff: Client, reviewer: User, settings: Any
+) -> None:
+    import redis
+
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    url = reverse("admin:workflows_auditverification_verify")
+    before = broker.llen("default")
+    changelist = staff.get(reverse("admin:workflows_auditverification_changelist"))
+    assert url in changelist.content.decode()  # the button
+    response = staff.post(url, follow=True)
+    assert response.redirect_chain[-1][0] == reverse("admin:workflows_auditverification_changelist")
+    assert "Verification started" in response.content.decode()
+    queued = broker.lrange("default", 0, -1)
+    assert broker.llen("default") == before + 1
+    assert b"hitl.audit_verify" in queued[0]
+    broker.lpop("default")  # leave nothing for a worker of another test
+
+    assert staff.get(url).status_code == 405
+    reviewer.is_staff = True
+    reviewer.save()
+    other = Client()
+    other.force_login(reviewer)
+    assert other.post(url).status_code == 403

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from celery import current_app
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import redirect
+from django.urls import path
 
 from workflows import services
 from workflows.admin.base import ReadOnlyAdmin, apply_service
@@ -19,6 +23,9 @@ from workflows.models import (
     Workflow,
     WorkflowVersion,
 )
+
+# The beat task that verifies the trail incrementally (workflows.tasks), sent by name.
+AUDIT_VERIFY_TASK = "hitl.audit_verify"
 
 
 @admin.register(Workflow)
@@ -170,7 +177,32 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
 @admin.register(AuditVerification)
 class AuditVerificationAdmin(ReadOnlyAdmin):
-    """The scheduled verifier's runs: where each started and stopped, and what it found."""
+    """The scheduled verifier's runs: where each started and stopped, and what it found; a
+    superuser may start one now (the same background task beat runs daily)."""
+
+    change_list_template = "admin/workflows/auditverification/change_list.html"
+
+    def get_urls(self) -> list[Any]:
+        verify = path(
+            "verify/",
+            self.admin_site.admin_view(self.verify_view),
+            name="workflows_auditverification_verify",
+        )
+        return [verify, *super().get_urls()]
+
+    def verify_view(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not getattr(request.user, "is_superuser", False):
+            raise PermissionDenied("only superusers start a verification of the audit trail")
+        current_app.send_task(AUDIT_VERIFY_TASK)
+        self.message_user(
+            request,
+            "Verification started in the background: its result appears in this list when it"
+            " is done (a failure is also emailed to the superusers).",
+            messages.SUCCESS,
+        )
+        return redirect("admin:workflows_auditverification_changelist")
 
     list_display = ["verified_at", "ok", "first_seq", "last_seq", "checked", "problem"]
     list_filter = ["ok"]

@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group, User
 
 from tests.helpers import drive
 from workflows import services
-from workflows.models import ReviewTask, Workflow
+from workflows.models import ReviewTask, StepRun, Workflow
 
 pytestmark = [pytest.mark.browser]
 
@@ -51,7 +51,10 @@ def seats(transactional_db: None, system: services.Actor) -> list[ReviewTask]:
     workflow.reviewer_group = reviewers
     workflow.save()
     run = drive(services.run_start(workflow=workflow, input={}, actor=system))
-    return list(ReviewTask.objects.filter(run=run, seat__gt=0).order_by("seat"))
+    seats = list(ReviewTask.objects.filter(run=run, seat__gt=0).order_by("seat"))
+    steps = list(StepRun.objects.filter(run=run).values_list("step_id", "status", "error"))
+    assert len(seats) == 3, f"the gate opened {len(seats)} seats; steps: {steps}"
+    return seats
 
 
 def test_a_seat_hides_the_other_answer_until_the_keyboard_decides_it(

@@ -165,17 +165,7 @@ def chat(item: GateItem) -> dict[str, Any]:
     if final is None:
         raise Skip("rejected")
     config = item.ai_config
-    if config is None:
-        raise Skip("no_prompt")
-    context = {
-        "input": item.run_input,
-        "steps": {sid: view.as_context() for sid, view in item.earlier.items()},
-    }
-    try:
-        data = expressions.evaluate(config.input, expressions.prepare(context))
-    except expressions.ExpressionError:
-        # The step itself failed on this input, so there was no prompt to learn from.
-        raise Skip("no_prompt") from None
+    data = step_data(item)
     messages = build_messages(
         instructions=config.prompt,
         answer_format=config.output.describe(),
@@ -184,6 +174,23 @@ def chat(item: GateItem) -> dict[str, Any]:
     )
     answer = json.dumps(final, ensure_ascii=False)
     return {"messages": [*map(_message, messages), {"role": "assistant", "content": answer}]}
+
+
+def step_data(item: GateItem) -> Any:
+    """The data the guarded `ai` step put in its prompt: its `input` expression over the run's
+    input and the steps it saw. Raises Skip("no_prompt") when there was no such prompt."""
+    config = item.ai_config
+    if config is None:
+        raise Skip("no_prompt")
+    context = {
+        "input": item.run_input,
+        "steps": {sid: view.as_context() for sid, view in item.earlier.items()},
+    }
+    try:
+        return expressions.evaluate(config.input, expressions.prepare(context))
+    except expressions.ExpressionError:
+        # The step itself failed on this input, so there was no prompt to learn from.
+        raise Skip("no_prompt") from None
 
 
 def _message(message: BaseMessage) -> dict[str, str]:

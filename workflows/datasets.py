@@ -107,7 +107,7 @@ def prompt_version(config: Any) -> str:
     asked = {
         "prompt": config.prompt,
         "input": config.input,
-        "examples": [{"input": e.input, "output": e.output} for e in config.examples],
+        "examples": [e.model_dump() for e in config.examples],
         "output": config.output.model_dump(by_alias=True, exclude_none=True),
     }
     return sha256_hex(canonical_json(asked))[:16]
@@ -170,7 +170,7 @@ def chat(item: GateItem) -> dict[str, Any]:
         instructions=config.prompt,
         answer_format=config.output.describe(),
         data=data,
-        examples=[(e.input, e.output) for e in config.examples],
+        examples=[(e.input, e.output) for e in config.fixed_examples()],
     )
     answer = json.dumps(final, ensure_ascii=False)
     return {"messages": [*map(_message, messages), {"role": "assistant", "content": answer}]}

@@ -249,3 +249,12 @@ def test_from_reviews_is_refused_when_only_local_models_answer() -> None:
     }
     with pytest.raises(DefinitionError, match="a local model reads no examples"):
         validate_definition(definition)
+
+
+def test_from_reviews_alone_is_a_mapping_with_a_default_budget() -> None:
+    from workflows.steps.ai import AIConfig
+
+    config = AIConfig.model_validate(step() | {"examples": {"from_reviews": 4}})
+    assert config.fixed_examples() == []
+    assert config.from_reviews() is not None
+    assert (config.from_reviews().from_reviews, config.from_reviews().max_tokens) == (4, 1000)  # type: ignore[union-attr]

@@ -29,7 +29,6 @@ from workflows.ai.classifier import (
     Example,
     TextClassifier,
     evaluate,
-    load_jsonl,
     split,
     top_label,
     train_classifier,
@@ -45,6 +44,7 @@ from workflows.ai.scaling import (
     run_cascade,
     run_tier,
 )
+from workflows.ai.trainingdata import load_jsonl
 
 SEED = 20250611
 ITEMS = 5000

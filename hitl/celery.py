@@ -42,6 +42,10 @@ def _beat_schedule() -> dict[str, dict[str, object]]:
             "task": "hitl.deliveries_sweep",
             "schedule": settings.HITL_SWEEP_INTERVAL,
         },
+        "retrain-local-models": {
+            "task": "hitl.local_models_retrain",
+            "schedule": 300.0,
+        },
         "sweep-idempotency": {
             "task": "hitl.api_idempotency_sweep",
             "schedule": 3600.0,

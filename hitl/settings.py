@@ -427,6 +427,12 @@ def eval_split_rate() -> float:
 
 HITL_EVAL_SPLIT_RATE = eval_split_rate()
 
+# --- The learning loop (workflows/services/learning.py) -------------------------------------
+# Retrain a local model after this many new final decisions in the workflows using it; 0 = off.
+HITL_LOCAL_MODEL_RETRAIN_EVERY = int(env_float("HITL_LOCAL_MODEL_RETRAIN_EVERY", 50))
+# How much worse a candidate's expected calibration error may be and still be promoted.
+HITL_LOCAL_MODEL_ECE_TOLERANCE = env_float("HITL_LOCAL_MODEL_ECE_TOLERANCE", 0.02)
+
 # --- Inbound webhooks (POST /api/v1/webhooks/<source>/) -----------------------------------------
 # The largest body accepted; a larger Content-Length is refused (413) before anything is read.
 HITL_WEBHOOK_MAX_BYTES = int(os.environ.get("HITL_WEBHOOK_MAX_BYTES", str(256 * 1024)))

@@ -130,6 +130,7 @@ PURE = [
     "workflows.splits",
     "workflows.datasets",
     "workflows.agreement",
+    "workflows.learning",
 ]
 
 

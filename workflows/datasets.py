@@ -107,7 +107,7 @@ def prompt_version(config: Any) -> str:
     asked = {
         "prompt": config.prompt,
         "input": config.input,
-        "examples": [{"input": e.input, "output": e.output} for e in config.examples],
+        "examples": [e.model_dump() for e in config.examples],
         "output": config.output.model_dump(by_alias=True, exclude_none=True),
     }
     return sha256_hex(canonical_json(asked))[:16]
@@ -165,6 +165,21 @@ def chat(item: GateItem) -> dict[str, Any]:
     if final is None:
         raise Skip("rejected")
     config = item.ai_config
+    data = step_data(item)
+    messages = build_messages(
+        instructions=config.prompt,
+        answer_format=config.output.describe(),
+        data=data,
+        examples=[(e.input, e.output) for e in config.fixed_examples()],
+    )
+    answer = json.dumps(final, ensure_ascii=False)
+    return {"messages": [*map(_message, messages), {"role": "assistant", "content": answer}]}
+
+
+def step_data(item: GateItem) -> Any:
+    """The data the guarded `ai` step put in its prompt: its `input` expression over the run's
+    input and the steps it saw. Raises Skip("no_prompt") when there was no such prompt."""
+    config = item.ai_config
     if config is None:
         raise Skip("no_prompt")
     context = {
@@ -172,18 +187,10 @@ def chat(item: GateItem) -> dict[str, Any]:
         "steps": {sid: view.as_context() for sid, view in item.earlier.items()},
     }
     try:
-        data = expressions.evaluate(config.input, expressions.prepare(context))
+        return expressions.evaluate(config.input, expressions.prepare(context))
     except expressions.ExpressionError:
         # The step itself failed on this input, so there was no prompt to learn from.
         raise Skip("no_prompt") from None
-    messages = build_messages(
-        instructions=config.prompt,
-        answer_format=config.output.describe(),
-        data=data,
-        examples=[(e.input, e.output) for e in config.examples],
-    )
-    answer = json.dumps(final, ensure_ascii=False)
-    return {"messages": [*map(_message, messages), {"role": "assistant", "content": answer}]}
 
 
 def _message(message: BaseMessage) -> dict[str, str]:

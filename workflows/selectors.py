@@ -259,6 +259,8 @@ def task_shown(task: ReviewTask) -> dict[str, Any]:
             for key in ("reason", "rule", "label", "threshold", "audit_rate")
             if key in gate
         },
+        # Few-shot examples picked from past decisions, when the step asked for them.
+        **({"examples": meta["review_examples"]} if meta.get("review_examples") else {}),
         # With a quorum: the seat (never the other answers), or for its escalation, every answer.
         **({"quorum": quorum} if (quorum := quorum_shown(task)) is not None else {}),
     }

@@ -38,6 +38,12 @@ def ai_budget_sweep_task() -> int:
     return services.ai_budget_sweep()
 
 
+@shared_task(name="hitl.local_models_retrain")
+def local_models_retrain_task() -> dict[str, str]:
+    # Each model whose workflows saw HITL_LOCAL_MODEL_RETRAIN_EVERY new decisions.
+    return services.local_models_retrain_due()
+
+
 @shared_task(name="hitl.review_sweep")
 def review_sweep_task() -> dict[str, int]:
     # Lapsed claims, SLA warnings and breaches: all `due_at`-style columns, never countdowns.

@@ -21,13 +21,13 @@ from workflows.ai.classifier import (
     Example,
     TextClassifier,
     evaluate,
-    load_jsonl,
     split,
     train_classifier,
     training_fingerprint,
 )
 from workflows.ai.local import LocalClassifierChatModel
 from workflows.ai.prompting import build_messages
+from workflows.ai.trainingdata import load_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "hitl" / "demo" / "data"

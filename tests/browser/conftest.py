@@ -14,7 +14,7 @@ from django.contrib.auth.models import Group, User
 
 from tests.integration.conftest import _worker_process, broker, wait_until, worker
 from workflows import services
-from workflows.ai.classifier import load_jsonl
+from workflows.ai.trainingdata import load_jsonl
 from workflows.models import Workflow
 
 __all__ = ["_worker_process", "broker", "wait_until", "worker"]

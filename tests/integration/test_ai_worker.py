@@ -7,7 +7,7 @@ import pytest
 
 from tests.integration.worker import Worker
 from workflows import services
-from workflows.ai.classifier import load_jsonl
+from workflows.ai.trainingdata import load_jsonl
 from workflows.models import Run, StepRun
 
 pytestmark = pytest.mark.integration

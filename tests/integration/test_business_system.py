@@ -18,7 +18,7 @@ from standardwebhooks import Webhook
 from tests.integration.worker import Worker
 from tests.receiver import Receiver
 from workflows import services
-from workflows.ai.classifier import load_jsonl
+from workflows.ai.trainingdata import load_jsonl
 from workflows.models import Delivery, ReviewTask, Run, StepRun
 from workflows.services import webhook_sources
 

@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group, User
 
 from tests.integration.worker import Worker
 from workflows import services
-from workflows.ai.classifier import load_jsonl
+from workflows.ai.trainingdata import load_jsonl
 from workflows.models import ReviewTask, Run, StepRun
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ from django.contrib.auth.models import Group, User
 from tests.helpers import drive
 from tests.review.conftest import T0, minutes
 from workflows import services
-from workflows.ai.classifier import load_jsonl
+from workflows.ai.trainingdata import load_jsonl
 from workflows.errors import InvalidInput
 from workflows.models import ReviewTask, Run, StepRun, Workflow
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,7 +33,7 @@ __all__ = [
     "Example",
     "TextClassifier",
     "evaluate",
-    "load_jsonl",
+    "set_aside_thin_labels",
     "split",
     "top_label",
     "train_classifier",
@@ -150,6 +149,19 @@ def _check_training_set(canonical: list[tuple[str, str]]) -> None:
         raise ValueError(
             f"each label needs at least {MIN_EXAMPLES_PER_LABEL} examples; too few for {described}"
         )
+
+
+def set_aside_thin_labels(examples: Sequence[Example]) -> tuple[list[Example], dict[str, int]]:
+    """The examples of labels with at least MIN_EXAMPLES_PER_LABEL, and the others' counts.
+
+    One rare label (a category reviewers used twice) would otherwise make the whole training
+    set unusable; left out, the model simply cannot predict it yet, and the caller says so.
+    """
+    counts: dict[str, int] = defaultdict(int)
+    for example in examples:
+        counts[example.label] += 1
+    thin = {label: n for label, n in sorted(counts.items()) if n < MIN_EXAMPLES_PER_LABEL}
+    return [e for e in examples if e.label not in thin], thin
 
 
 def _build_pipeline(params: Mapping[str, Any], seed: int) -> Any:
@@ -305,22 +317,31 @@ def train_classifier(
     )
 
 
-def evaluate(classifier: TextClassifier, examples: Sequence[Example]) -> dict[str, float | int]:
+def evaluate(
+    classifier: TextClassifier, examples: Sequence[Example], *, unknown_labels: str = "refuse"
+) -> dict[str, float | int]:
     """Accuracy, log loss, Brier score and expected calibration error on `examples`.
 
     brier is the multi-class Brier score: the mean over examples of the squared distance
     between the probability vector and the one-hot truth (0 is perfect, 2 is worst).
     ece uses 10 equal-width bins of the top label's probability, weighted by bin size.
+
+    An example whose label the classifier was never trained on is refused, or with
+    `unknown_labels="wrong"` scored as a wrong answer that gave the truth probability 0, so
+    that two models trained on different labels can be compared on the same items.
     """
     if not examples:
         raise ValueError("cannot evaluate on an empty set of examples")
+    if unknown_labels not in ("refuse", "wrong"):
+        raise ValueError("unknown_labels must be 'refuse' or 'wrong'")
     unknown = sorted({e.label for e in examples} - set(classifier.labels))
-    if unknown:
+    if unknown and unknown_labels == "refuse":
         raise ValueError(f"labels the classifier was not trained on: {unknown}")
-    labels = classifier.labels
+    # Unknown truths get columns of probability 0: never predicted, always wrong.
+    labels = (*classifier.labels, *unknown)
     index = {label: i for i, label in enumerate(labels)}
     rows = classifier.predict_proba_many([e.text for e in examples])
-    proba = np.array([[row[label] for label in labels] for row in rows], dtype=float)
+    proba = np.array([[row.get(label, 0.0) for label in labels] for row in rows], dtype=float)
     truth = np.array([index[e.label] for e in examples])
     n = len(examples)
 
@@ -375,30 +396,3 @@ def split(
     train = [e for i, e in enumerate(examples) if i not in test_indices]
     test = [e for i, e in enumerate(examples) if i in test_indices]
     return train, test
-
-
-def load_jsonl(path: str | os.PathLike[str]) -> list[Example]:
-    """Read examples, one `{"text": ..., "label": ...}` object per line.
-
-    Blank lines are skipped and other keys are ignored. A bad line raises ValueError naming
-    the file and the line number.
-    """
-    examples: list[Example] = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{os.fspath(path)}, line {lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            text, label = row.get("text"), row.get("label")
-            if not isinstance(text, str):
-                raise ValueError(f"{where}: 'text' must be a string")
-            if not isinstance(label, str) or not label:
-                raise ValueError(f"{where}: 'label' must be a non-empty string")
-            examples.append(Example(text=text, label=label))
-    return examples

@@ -56,6 +56,17 @@ def build_messages(
     return messages
 
 
+def estimate_tokens(text: str) -> int:
+    """About four characters per token: how the AI step looks ahead at its budgets."""
+    return len(text) // 4 + 1
+
+
+def shot_tokens(example_input: Any, example_output: Any) -> int:
+    """The estimated tokens of one few-shot example: its data block and its answer."""
+    block = _block(f"data-{'0' * 2 * _TOKEN_BYTES}", render_data(example_input))
+    return estimate_tokens(block + json.dumps(example_output, ensure_ascii=False))
+
+
 def unwrap(text: str) -> str | None:
     """The data of the last block `build_messages` wrote into `text`, or None if it has none."""
     blocks = _BLOCK.findall(text)

@@ -36,3 +36,30 @@ class LocalModel(models.Model):
 
     def __str__(self) -> str:
         return f"local:{self.name}@{self.version}"
+
+
+class LocalModelRetrain(models.Model):
+    """One retraining of a local model from reviewers' decisions, promoted or kept.
+
+    `through_decision` is the highest decision id the retraining could read: the beat task
+    counts the decisions made after it to know when the next one is due, whatever the outcome
+    (a kept candidate is not retried until enough new decisions arrive).
+    """
+
+    class Outcome(models.TextChoices):
+        PROMOTED = "promoted"
+        KEPT = "kept"
+
+    name = models.SlugField(max_length=80)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    reason = models.CharField(max_length=40)
+    # The version in force afterwards: the promoted one, or the current one kept.
+    version = models.PositiveIntegerField()
+    through_decision = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["name", "-created_at"], name="localmodel_retrain_recent")]
+
+    def __str__(self) -> str:
+        return f"local:{self.name}@{self.version} {self.outcome}"

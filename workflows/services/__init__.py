@@ -27,6 +27,7 @@ from workflows.services.endpoints import (
     endpoint_rotate_secret,
     endpoint_update,
 )
+from workflows.services.learning import local_model_retrain, local_models_retrain_due
 from workflows.services.review.claims import (
     review_claim,
     review_claim_next,
@@ -80,7 +81,9 @@ __all__ = [
     "endpoint_enable",
     "endpoint_rotate_secret",
     "endpoint_update",
+    "local_model_retrain",
     "local_model_train",
+    "local_models_retrain_due",
     "review_claim",
     "review_claim_next",
     "review_claims_expire",

@@ -11,7 +11,14 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from workflows.ai.classifier import Example, evaluate, split, train_classifier
+from workflows.ai.classifier import (
+    Example,
+    TextClassifier,
+    evaluate,
+    set_aside_thin_labels,
+    split,
+    train_classifier,
+)
 from workflows.errors import InvalidInput
 from workflows.models import LocalModel, Workflow
 from workflows.services.audit import Actor, audit_record
@@ -31,9 +38,13 @@ def local_model_train(
     """Train, evaluate on a held-out split, and store a new version of a local model.
 
     The stored version is the full training set (not a pickle): workers rebuild the same
-    classifier deterministically on first use.
+    classifier deterministically on first use. Labels with fewer than
+    MIN_EXAMPLES_PER_LABEL examples are left out, not fatal: `source["left_out"]` and the
+    audit event name them and their counts.
     """
     now = now or timezone.now()
+    examples, left_out = set_aside_thin_labels(examples)
+    source = {**(source or {}), **({"left_out": left_out} if left_out else {})}
     try:
         train, test = split(examples, seed=seed)
         metrics = evaluate(train_classifier(train, seed=seed, params=params), test)
@@ -41,24 +52,13 @@ def local_model_train(
     except ValueError as exc:
         raise InvalidInput(f"cannot train {name!r}: {exc}") from None
     with transaction.atomic():
-        # Serialise version numbering per name.
-        latest = (
-            LocalModel.objects.select_for_update()
-            .filter(name=name)
-            .aggregate(v=Max("version"))["v"]
-            or 0
-        )
-        model = LocalModel.objects.create(
+        model = local_model_store(
             name=name,
-            version=latest + 1,
             examples=[{"text": e.text, "label": e.label} for e in examples],
-            seed=seed,
-            params=classifier.params,
-            fingerprint=classifier.fingerprint,
-            labels=list(classifier.labels),
+            classifier=classifier,
             metrics=metrics,
-            source=source or {},
-            created_at=now,
+            source=source,
+            now=now,
         )
         audit_record(
             actor=actor,
@@ -70,9 +70,40 @@ def local_model_train(
                 "fingerprint": model.fingerprint,
                 "examples": len(examples),
                 "metrics": metrics,
+                "left_out": left_out,
             },
         )
     return model
+
+
+def local_model_store(
+    *,
+    name: str,
+    examples: list[dict[str, Any]],
+    classifier: TextClassifier,
+    metrics: dict[str, Any],
+    source: dict[str, Any],
+    now: datetime,
+) -> LocalModel:
+    """Store a trained classifier as the next version of `name` (inside the caller's
+    transaction, which also audits it). What is stored is the training set, not a pickle."""
+    # Serialise version numbering per name.
+    latest = (
+        LocalModel.objects.select_for_update().filter(name=name).aggregate(v=Max("version"))["v"]
+        or 0
+    )
+    return LocalModel.objects.create(
+        name=name,
+        version=latest + 1,
+        examples=examples,
+        seed=classifier.seed,
+        params=classifier.params,
+        fingerprint=classifier.fingerprint,
+        labels=list(classifier.labels),
+        metrics=metrics,
+        source=source,
+        created_at=now,
+    )
 
 
 def workflow_set_daily_cap(

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Sum
 
 from workflows.ai.classifier import Example
 from workflows.ai.seam import LocalModelRef, LocalModelStore, TrainingSet
 from workflows.models import LocalModel, Run, StepRun, Workflow
+from workflows.services.fewshot import review_examples
 from workflows.services.review.tasks import gate_record, review_tasks_cancel
+from workflows.steps.base import ReviewExample
 
 
 class DatabaseLocalModels:
@@ -66,6 +69,11 @@ class ServiceHooks:
 
     def spent_today(self, workflow_id: int, now: datetime) -> Decimal:
         return spent_today(workflow_id, now)
+
+    def review_examples(
+        self, *, workflow_id: int, step_id: str, data: Any, k: int
+    ) -> list[ReviewExample]:
+        return review_examples(workflow_id=workflow_id, step_id=step_id, data=data, k=k)
 
     def gate_record(self, *, run: Run, step_run: StepRun, waiting: bool, now: datetime) -> None:
         gate_record(run=run, step_run=step_run, waiting=waiting, now=now)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from workflows import expressions
 from workflows.ai import seam
 from workflows.ai.limits import RateLimited, take_calls
-from workflows.ai.output import OutputSpec
-from workflows.ai.prompting import build_messages
+from workflows.ai.output import OutputError, OutputSpec
+from workflows.ai.prompting import build_messages, estimate_tokens, render_data, shot_tokens
 from workflows.ai.sampling import Spend, chat_sampler, is_transient, structured
 from workflows.ai.scaling import Budget, TierSpec, run_cascade, validate_strategy
 from workflows.steps.base import (
@@ -24,6 +24,7 @@ from workflows.steps.base import (
     Failed,
     KindConfig,
     Result,
+    ReviewExample,
     StepContext,
     StepKind,
     Usage,
@@ -53,13 +54,26 @@ class Example(KindConfig):
     output: Any
 
 
+class FromReviews(KindConfig):
+    """Few-shot examples picked per item from past reviewed decisions (the services pick
+    the `from_reviews` most similar; the step adds them while they fit in `max_tokens`)."""
+
+    from_reviews: int = Field(ge=1, le=20)
+    max_tokens: int = Field(default=1000, ge=1, le=32_000)
+
+
+# How much of an example's input the step's record keeps, for the review desk.
+_EXCERPT = 300
+
+
 class AIConfig(KindConfig):
     # A `provider:model` spec, or tiers in order for a cascade.
     model: str | list[Tier]
     prompt: str = Field(min_length=1, description="Instructions; the item goes in as data.")
     # CEL over the run context: the data the model sees (default: the run's input).
     input: str = "input"
-    examples: list[Example] = Field(default_factory=list)
+    # Fixed examples, optionally ending with one `{from_reviews: k, max_tokens: T}`.
+    examples: list[Example | FromReviews] = Field(default_factory=list)
     output: OutputSpec
     strategy: Strategy | Literal["cascade"] = "single"
     n: int = Field(default=5, ge=1, le=64)
@@ -73,11 +87,24 @@ class AIConfig(KindConfig):
     timeout: float | None = Field(default=None, gt=0, le=600)
     logprobs: bool = False
 
+    @field_validator("examples", mode="before")
+    @classmethod
+    def _one_mapping(cls, value: Any) -> Any:
+        # `examples: {from_reviews: 3}` alone, without fixed examples.
+        return [value] if isinstance(value, dict) else value
+
     @model_validator(mode="after")
     def _check(self) -> AIConfig:
         expressions.check(self.input)
-        for example in self.examples:
+        for example in self.fixed_examples():
             self.output.validate_value(example.output)
+        picked = [i for i, e in enumerate(self.examples) if isinstance(e, FromReviews)]
+        if picked and picked != [len(self.examples) - 1]:
+            raise ValueError("examples: from_reviews must come last, once, after fixed examples")
+        if picked and all(seam.is_local(tier.model) for tier in self.tiers()):
+            raise ValueError(
+                "examples: from_reviews is useless here, a local model reads no examples"
+            )
         for index, tier in enumerate(self.tiers()):
             where = f"tier {index} ({tier.model})" if isinstance(self.model, list) else "model"
             if tier.model.startswith(seam.LOCAL_PREFIX):
@@ -99,6 +126,12 @@ class AIConfig(KindConfig):
         elif self.strategy == "cascade":
             raise ValueError("strategy cascade needs `model` to be a list of tiers")
         return self
+
+    def fixed_examples(self) -> list[Example]:
+        return [e for e in self.examples if isinstance(e, Example)]
+
+    def from_reviews(self) -> FromReviews | None:
+        return next((e for e in self.examples if isinstance(e, FromReviews)), None)
 
     def tiers(self) -> list[Tier]:
         if isinstance(self.model, list):
@@ -139,11 +172,14 @@ class AIKind(StepKind):
             data = expressions.evaluate(config.input, ctx.activation)
         except expressions.ExpressionError as exc:
             return Failed(str(exc), retryable=False)
+        shots = [(e.input, e.output) for e in config.fixed_examples()]
+        picked = _review_examples(ctx, config, data)
+        shots += [(e.input, e.output) for e in picked]
         messages = build_messages(
             instructions=config.prompt,
             answer_format=config.output.describe(),
             data=data,
-            examples=[(e.input, e.output) for e in config.examples],
+            examples=shots,
         )
         spend = Spend()
         versions: dict[str, str] = {}
@@ -178,6 +214,16 @@ class AIKind(StepKind):
             "model_versions": versions,
             "strategy": config.strategy,
         }
+        if config.from_reviews() is not None:
+            meta["review_examples"] = [
+                {
+                    "run": e.run_id,
+                    "similarity": round(e.similarity, 4),
+                    "input": render_data(e.input)[:_EXCERPT],
+                    "output": e.output,
+                }
+                for e in picked
+            ]
         if result.key is None:
             # Every sample was invalid: no answer, no confidence; the gate sends it to review.
             return Completed(output=None, confidence=None, meta=meta, usage=usage)
@@ -228,9 +274,37 @@ class AIKind(StepKind):
         )
 
 
+def _review_examples(ctx: StepContext, config: AIConfig, data: Any) -> list[ReviewExample]:
+    """The services' most similar past decisions, in their order, while they fit the budget.
+
+    An example whose answer the step's output spec no longer accepts (a label since removed)
+    is passed over; the first one that would overrun `max_tokens` ends the list, so the
+    examples given are always the most similar ones.
+    """
+    spec = config.from_reviews()
+    if spec is None:
+        return []
+    found = ctx.hooks.review_examples(
+        workflow_id=ctx.workflow_id, step_id=ctx.step_id, data=data, k=spec.from_reviews
+    )
+    picked: list[ReviewExample] = []
+    budget = spec.max_tokens
+    for example in found:
+        try:
+            config.output.validate_value(example.output)
+        except OutputError:
+            continue
+        cost = shot_tokens(example.input, example.output)
+        if cost > budget:
+            break
+        budget -= cost
+        picked.append(example)
+    return picked
+
+
 def _estimate_tokens(messages: list[Any]) -> int:
-    # About four characters per token: only used to look ahead at the token budget.
-    return sum(len(str(m.content)) for m in messages) // 4 + 1
+    # Only used to look ahead at the token budget.
+    return estimate_tokens("".join(str(m.content) for m in messages))
 
 
 def _usage(spend: Spend, started: float) -> Usage:

@@ -78,6 +78,17 @@ class StepView:
         return {"output": self.output, "confidence": self.confidence, "outcome": self.outcome}
 
 
+@dataclass(frozen=True)
+class ReviewExample:
+    """A past reviewed item given to an `ai` step as a few-shot example: the data its step
+    saw, the final human output, and how similar it is to the item at hand (cosine, 0-1)."""
+
+    run_id: int
+    input: Any
+    output: Any
+    similarity: float
+
+
 class StepHooks(Protocol):
     """What a step kind may ask of the engine's services, and nothing more.
 
@@ -94,6 +105,12 @@ class StepHooks(Protocol):
     @property
     def local_models(self) -> LocalModelStore:
         """Where `local:` model specs are looked up."""
+
+    def review_examples(
+        self, *, workflow_id: int, step_id: str, data: Any, k: int
+    ) -> list[ReviewExample]:
+        """The k reviewed items of the workflow's step most similar to `data`, most similar
+        first: training side of the evaluation split only, rejections left out."""
 
     def gate_record(self, *, run: Run, step_run: StepRun, waiting: bool, now: datetime) -> None:
         """Audit a gate's routing and, when it waits, open its review task (in-transaction)."""

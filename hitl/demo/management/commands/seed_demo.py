@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
 from workflows import services
-from workflows.ai.classifier import load_jsonl
+from workflows.ai.trainingdata import load_jsonl
 from workflows.definitions import parse_source
 from workflows.models import LocalModel, Run, Workflow
 

@@ -411,21 +411,29 @@ def eval_split_rate() -> float:
     Checked here so that a typo stops the process at start instead of silently moving items
     between train and eval; lowering it leaks evaluation items into training (docs/datasets.md).
     """
-    raw = os.environ.get("HITL_EVAL_SPLIT_RATE", "").strip()
+    return rate_setting("HITL_EVAL_SPLIT_RATE", 0.10)
+
+
+def rate_setting(name: str, default: float) -> float:
+    """A share between 0 and 1 from the environment; a typo stops the process at start."""
+    raw = os.environ.get(name, "").strip()
     if not raw:
-        return 0.10
+        return default
     try:
         rate = float(raw)
     except ValueError:
         raise ImproperlyConfigured(
-            f"HITL_EVAL_SPLIT_RATE must be a number between 0 and 1, not {raw!r}"
+            f"{name} must be a number between 0 and 1, not {raw!r}"
         ) from None
     if not 0 <= rate <= 1:
-        raise ImproperlyConfigured(f"HITL_EVAL_SPLIT_RATE must be between 0 and 1, not {raw!r}")
+        raise ImproperlyConfigured(f"{name} must be between 0 and 1, not {raw!r}")
     return rate
 
 
 HITL_EVAL_SPLIT_RATE = eval_split_rate()
+# The lowest audit_rate a gate that auto-approves may declare: without an audit sample nobody
+# sees its errors and calibration has nothing above the threshold. Checked at import.
+HITL_GATE_MIN_AUDIT_RATE = rate_setting("HITL_GATE_MIN_AUDIT_RATE", 0.01)
 
 # --- The learning loop (workflows/services/learning.py) -------------------------------------
 # Retrain a local model after this many new final decisions in the workflows using it; 0 = off.

@@ -17,6 +17,9 @@ from workflows.models import Workflow
 
 # The worker and the test process must agree on these; see tests/worker.py.
 os.environ.setdefault("HITL_EXTRA_STEP_KINDS", "tests.kinds")
+# Tests set up gates without an audit sample; tests/review/test_gate.py raises the floor.
+os.environ.setdefault("HITL_GATE_MIN_AUDIT_RATE", "0")
+django_settings.HITL_GATE_MIN_AUDIT_RATE = 0.0
 # Settings are production's (DEBUG off), which redirect plain HTTP to HTTPS; the test client
 # and the live servers speak plain HTTP. tests/test_deploy.py turns the redirect back on.
 django_settings.SECURE_SSL_REDIRECT = False

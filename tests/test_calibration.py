@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import math
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from workflows.calibration import (
     select_threshold,
     select_thresholds_per_label,
 )
+from workflows.calibration_grid import SET_ASIDE, grid_counts, set_aside_ranks
 
 ALPHA, DELTA = 0.05, 0.1
 # How the console states the goal; named escapes keep the source free of confusables.
@@ -390,6 +392,106 @@ def test_it_keeps_its_promise_where_mixing_strata_breaks_it() -> None:
 
     assert broken["mixed"] / runs > DELTA + tolerance(runs)
     assert broken["strata"] / runs <= DELTA + tolerance(runs)
+
+
+# The grid: a set-aside share chooses where the walk starts
+
+
+def test_the_grid_walks_past_an_error_among_the_most_confident() -> None:
+    items = census([0.99, *steps(0.98, 300)], errors_at=frozenset({0.99}))
+
+    every_score = select_threshold(items, alpha=ALPHA, delta=DELTA)
+    grid = select_threshold(items, alpha=ALPHA, delta=DELTA, set_aside=SET_ASIDE)
+
+    # The error is the strictest item, which is tested (rank 0 is never set aside); the
+    # clean set-aside says start low, where one error in 241 passes.
+    assert every_score.threshold is None
+    assert grid.threshold == min(steps(0.98, 300))
+    assert (grid.n, grid.errors) == (241, 1)
+
+
+def test_the_grid_tests_only_what_was_not_set_aside() -> None:
+    items = census(steps(0.99, 500, 0.0019))
+
+    result = select_threshold(items, alpha=ALPHA, delta=DELTA, set_aside=SET_ASIDE)
+
+    assert max(row[1] for row in result.curve) == 400
+    counts = [row[1] for row in result.curve]
+    assert all(b >= a * 1.05 - 1 for a, b in itertools.pairwise(counts))
+
+
+def test_a_set_aside_too_small_to_tell_is_not_used() -> None:
+    # 200 items set aside at 20% would hold 40, under the 45 that can pass at all.
+    items = census([*steps(0.99, 180), *steps(0.5, 20)], errors_at=frozenset({0.5}))
+
+    assert select_threshold(items, alpha=ALPHA, delta=DELTA, set_aside=SET_ASIDE) == (
+        select_threshold(items, alpha=ALPHA, delta=DELTA)
+    )
+
+
+def test_the_grid_counts_the_reviews_to_wait_for_with_the_set_aside() -> None:
+    # 300 items, an error in every ten: nothing passes. The tested 240 need some number of
+    # clean reviews more, and a fifth of what arrives is set aside again.
+    items = census(steps(0.99, 300, 0.003), errors_at=frozenset(steps(0.99, 300, 0.03)))
+
+    grid = select_threshold(items, alpha=ALPHA, delta=DELTA, set_aside=SET_ASIDE)
+
+    assert grid.threshold is None
+    assert grid.n == 240
+    assert grid.errors == 30
+    enough = next(n for n in range(240, 5000) if clopper_pearson_upper(30, n, DELTA) <= ALPHA)
+    assert grid.reviews_needed == math.ceil((enough - 240) / (1 - SET_ASIDE))
+    assert f"need {grid.reviews_needed} more" in grid.reason
+
+
+def test_it_refuses_a_set_aside_outside_zero_to_one() -> None:
+    with pytest.raises(ValueError, match="set_aside"):
+        set_aside_ranks(10, 1.0)
+    with pytest.raises(ValueError, match="set_aside"):
+        set_aside_ranks(10, -0.1)
+
+
+def test_the_set_aside_spreads_evenly_by_rank() -> None:
+    flags = set_aside_ranks(1000, 0.2)
+
+    assert sum(flags) == 200
+    assert all(sum(flags[i : i + 5]) == 1 for i in range(0, 1000, 5))
+    counts = grid_counts(100, 45)
+    assert (counts[0], counts[-1]) == (45, 100)
+    # Each count at least 5% above the last (give or take the rounding down); the last is all.
+    assert all(b >= a * 1.05 - 1 for a, b in itertools.pairwise(counts[:-1]))
+    assert counts[-1] > counts[-2]
+    assert grid_counts(30, 45) == []
+
+
+def cliff(scores: np.ndarray) -> np.ndarray:
+    return np.where(scores > 0.7, 0.01, 0.3)
+
+
+GRID_SCENARIOS = {
+    "every threshold bad": (steady(0.055), None),
+    "calibrated model": (falling, None),
+    "clean top, bad bottom": (cliff, None),
+    "behind a gate": (falling, (0.8, 0.2)),
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(GRID_SCENARIOS))
+def test_the_grid_keeps_its_promise_in_every_scenario(scenario: str) -> None:
+    model, gate = GRID_SCENARIOS[scenario]
+    runs = 1000
+    rng = np.random.default_rng(20250612)
+    broken = 0
+    for _ in range(runs):
+        if gate is None:
+            items = simulate_census(rng, model, 500)
+        else:
+            items = simulate_gate(rng, model, 1200, threshold=gate[0], rate=gate[1])
+        threshold = select_threshold(items, alpha=ALPHA, delta=DELTA, set_aside=SET_ASIDE).threshold
+        if threshold is not None:
+            broken += true_error_rate(model, threshold) > ALPHA
+
+    assert broken / runs <= DELTA + tolerance(runs)
 
 
 # The audit draw

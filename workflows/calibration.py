@@ -27,6 +27,10 @@ pooled; to go below it, the items reviewed for scoring under it must certify the
 their own, and the audit sample must still certify the region above. "Rule" items never count:
 rules pick items by content, and the items they catch are never auto-approved anyway.
 
+Which levels are tested: by default every distinct score; with `set_aside`, a share of the items
+set aside by score rank chooses where the walk starts and the rest are tested on a grid
+(workflows/calibration_grid.py says why; bench/calibration.py compares the two).
+
 Assumptions: the reviewed window is representative of the traffic to come (no drift), and the
 audit draw ignores content (it hashes ids). Costs: each piece needs its own `min_reviews_needed`
 clean items, so a gate whose threshold moves often in small steps fragments its data, and a
@@ -47,6 +51,8 @@ from functools import lru_cache
 from typing import Any
 
 from scipy.special import betaincinv
+
+from workflows.calibration_grid import grid_counts, predicted_bound, set_aside_ranks
 
 REGIONS = ("audit", "below", "rule")
 # The console shows the Greek letters; named escapes keep the source free of confusables.
@@ -159,10 +165,18 @@ def select_threshold(
     delta: float,
     candidates: Iterable[float] | None = None,
     min_items: int = 0,
+    set_aside: float = 0.0,
 ) -> CalibrationResult:
-    """Walk down from the strictest candidate while every piece's bound is ≤ alpha.
+    """Walk down from a starting level while every piece's bound is ≤ alpha.
 
-    Candidates default to the distinct scores of the usable items. A level where some piece holds
+    With `set_aside` > 0 (e.g. `calibration_grid.SET_ASIDE`), that share of the items (by score
+    rank) only chooses the levels: the walk starts where they predict the lowest bound and steps
+    down through a grid (`workflows.calibration_grid`); the other items are tested, and
+    `reviews_needed` counts items of both kinds, as they will arrive. It is used only when the
+    set-aside would hold `min_reviews_needed` items, and never with `candidates` or `min_items`.
+
+    Otherwise (the default) the walk tests the candidates, by default every distinct score,
+    from the strictest down. A level where some piece holds
     fewer than `min_reviews_needed` items cannot pass even with no errors, so it is skipped
     rather than ending the walk (otherwise the strictest level, which holds a single item, would
     end every walk). Skipping depends only on where items scored, never on whether they were
@@ -176,11 +190,16 @@ def select_threshold(
     _check_level("alpha", alpha)
     _check_level("delta", delta)
     usable = sorted((i for i in items if i.region != "rule"), key=lambda i: -i.score)
-    if candidates is None:
+    floor = max(min_reviews_needed(alpha, delta), min_items)
+    # A set-aside smaller than the floor could not tell a level that passes from one that fails.
+    share = set_aside if candidates is None and min_items == 0 else 0.0
+    share = share if len(usable) * share >= floor else 0.0
+    if share:
+        usable, levels = _grid(usable, share, floor, delta)
+    elif candidates is None:
         levels = sorted({i.score for i in usable}, reverse=True)
     else:
         levels = sorted(set(candidates), reverse=True)
-    floor = max(min_reviews_needed(alpha, delta), min_items)
 
     curve: list[Row] = []
     chosen: tuple[float, list[_Piece]] | None = None
@@ -206,13 +225,14 @@ def select_threshold(
 
     goal = f" to auto-approve at {_ALPHA}={_pct(alpha)}, {_DELTA}={_pct(delta)}"
     if not curve:
-        reason = f"no reviewed items yet: need {floor} with no errors" + goal
-        return CalibrationResult(None, alpha, delta, 0, 0, 1.0, floor, reason, curve)
+        need = _arriving(floor, share)
+        reason = f"no reviewed items yet: need {need} with no errors" + goal
+        return CalibrationResult(None, alpha, delta, 0, 0, 1.0, need, reason, curve)
     # Count from the level that failed or, when every level lacked items, from the loosest.
     lam, pieces = stopped or next(iter(_pieces_by_level(usable, [levels[-1]])))
     n, k, bound = _totals(pieces, delta)
     needs = [_need(piece, floor, alpha, delta) for piece in _split(usable, lam, pieces)]
-    total = sum(need.extra for need in needs)
+    total = _arriving(sum(need.extra for need in needs), share)
     worst = max(needs, key=lambda need: need.extra)
     where = ""
     if worst.blocker is not None:
@@ -236,6 +256,7 @@ def select_thresholds_per_label(
     delta: float,
     candidates: Iterable[float] | None = None,
     min_items: int = 0,
+    set_aside: float = 0.0,
 ) -> dict[str, CalibrationResult]:
     """One independent threshold per predicted label.
 
@@ -246,7 +267,12 @@ def select_thresholds_per_label(
     chosen = None if candidates is None else list(candidates)
     return {
         label: select_threshold(
-            items, alpha=alpha, delta=delta, candidates=chosen, min_items=min_items
+            items,
+            alpha=alpha,
+            delta=delta,
+            candidates=chosen,
+            min_items=min_items,
+            set_aside=set_aside,
         )
         for label, items in items_by_label.items()
     }
@@ -272,10 +298,13 @@ class _Piece:
 
 
 def _pieces_by_level(
-    usable: list[ReviewedItem], levels: list[float]
+    usable: list[ReviewedItem], levels: list[float], cuts: list[float] | None = None
 ) -> Iterable[tuple[float, list[_Piece]]]:
-    """For each λ (descending), the pieces of [λ, ∞) cut at the thresholds in force above λ."""
-    cuts = sorted({i.threshold for i in usable if i.threshold is not None}, reverse=True)
+    """For each λ (descending), the pieces of [λ, ∞) cut at the thresholds in force above λ.
+
+    `cuts` defaults to the thresholds of `usable`; pass them to cut two samples alike."""
+    if cuts is None:
+        cuts = _cuts(usable)
     # Pieces top first; the last one is [λ, next cut up) and grows as λ walks down.
     pieces = [_Piece(lower=math.inf, upper=math.inf)]
     cut_at = taken = 0
@@ -296,6 +325,37 @@ def _pieces_by_level(
         take_down_to(lam)
         pieces[-1].lower = lam
         yield lam, [_Piece(p.lower, p.upper, p.n, p.k) for p in pieces]
+
+
+def _cuts(usable: list[ReviewedItem]) -> list[float]:
+    return sorted({i.threshold for i in usable if i.threshold is not None}, reverse=True)
+
+
+def _grid(
+    usable: list[ReviewedItem], share: float, floor: int, delta: float
+) -> tuple[list[ReviewedItem], list[float]]:
+    """The items to test and the levels to test them at, strictest first (calibration_grid)."""
+    cuts = _cuts(usable)
+    flags = set_aside_ranks(len(usable), share)
+    aside = [item for item, flag in zip(usable, flags, strict=True) if flag]
+    tested = [item for item, flag in zip(usable, flags, strict=True) if not flag]
+    counts = grid_counts(len(tested), floor) or ([len(tested)] if tested else [])
+    levels = sorted({tested[c - 1].score for c in counts}, reverse=True)
+    predicted = [
+        predicted_bound([p.n for p in mine], [(p.k, p.n) for p in theirs], delta)
+        for (_, mine), (_, theirs) in zip(
+            _pieces_by_level(tested, levels, cuts),
+            _pieces_by_level(aside, levels, cuts),
+            strict=True,
+        )
+    ]
+    start = predicted.index(min(predicted)) if predicted else 0
+    return tested, levels[start:]
+
+
+def _arriving(count: int, share: float) -> int:
+    """Reviews to wait for so that `count` of them are tested, the share set aside apart."""
+    return math.ceil(count / (1 - share))
 
 
 @dataclass(frozen=True)

@@ -305,3 +305,60 @@ def test_a_gate_must_guard_an_earlier_step() -> None:
     first = [{"id": "check", "kind": "gate", "config": {"threshold": 0.9}}]
     with pytest.raises(DefinitionError, match="needs an earlier step"):
         validate_definition({"slug": "g", "name": "g", "steps": first})
+
+
+# The audit-rate floor: a gate that auto-approves keeps an audit sample (HITL_GATE_MIN_AUDIT_RATE)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"threshold": 0.8},
+        {"threshold": 0.8, "audit_rate": 0.005},
+        {"thresholds": {"billing": 0.9}, "audit_rate": 0.0},
+    ],
+)
+def test_a_gate_that_auto_approves_needs_the_audit_floor(
+    settings: Any, config: dict[str, Any]
+) -> None:
+    settings.HITL_GATE_MIN_AUDIT_RATE = 0.01
+
+    with pytest.raises(DefinitionError) as info:
+        validate_definition(gated_definition("floor", config))
+
+    rate = config.get("audit_rate", 0.0)
+    assert info.value.errors == [
+        (
+            "steps[1] (check).config",
+            f"audit_rate {rate:g} is below the floor of 0.01 (HITL_GATE_MIN_AUDIT_RATE): a gate"
+            " that auto-approves keeps an audit sample, or calibration loses sight of its errors",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"threshold": 0.8, "audit_rate": 0.01},
+        {"thresholds": {"billing": 0.9}, "audit_rate": 0.2},
+        {"sla_minutes": 60},  # no threshold: nothing is auto-approved, every item is reviewed
+    ],
+)
+def test_a_gate_at_or_above_the_floor_or_reviewing_everything_is_accepted(
+    settings: Any, config: dict[str, Any]
+) -> None:
+    settings.HITL_GATE_MIN_AUDIT_RATE = 0.01
+
+    validate_definition(gated_definition("floor", config))
+
+
+def test_the_floor_refuses_at_import_and_stores_nothing(settings: Any) -> None:
+    settings.HITL_GATE_MIN_AUDIT_RATE = 0.05
+    import json
+
+    source = json.dumps(gated_definition("floored", {"threshold": 0.8, "audit_rate": 0.02}))
+
+    with pytest.raises(DefinitionError, match="HITL_GATE_MIN_AUDIT_RATE"):
+        services.workflow_import(source=source, actor=services.Actor.system("test"))
+
+    assert not Workflow.objects.filter(slug="floored").exists()

@@ -172,12 +172,13 @@ class GateKind(StepKind):
     def check_in_definition(
         self, config: Any, step_id: str, earlier: Mapping[str, str]
     ) -> list[str]:
+        problems = _audit_floor(config)
         guards = config.guards
         if guards is None:
-            return [] if earlier else ["a gate needs an earlier step to guard"]
+            return problems if earlier else ["a gate needs an earlier step to guard", *problems]
         if guards not in earlier:
-            return [f"guards {guards!r}, which is not an earlier step"]
-        return []
+            return [f"guards {guards!r}, which is not an earlier step", *problems]
+        return problems
 
     def on_record(
         self, *, step_run: StepRun, result: Result, run: Run, now: datetime, hooks: StepHooks
@@ -194,6 +195,19 @@ def _previous_step(ctx: StepContext) -> str | None:
     definition = version_definition(ctx.version_id)
     position = definition.position(ctx.step_id)
     return definition.steps[position - 1].id if position > 0 else None
+
+
+def _audit_floor(config: GateConfig) -> list[str]:
+    """A gate that can auto-approve must keep an audit sample of at least the floor."""
+    floor = settings.HITL_GATE_MIN_AUDIT_RATE
+    approves = config.threshold is not None or bool(config.thresholds)
+    if not approves or config.audit_rate >= floor:
+        return []
+    return [
+        f"audit_rate {config.audit_rate:g} is below the floor of {floor:g}"
+        " (HITL_GATE_MIN_AUDIT_RATE): a gate that auto-approves keeps an audit sample, or"
+        " calibration loses sight of its errors"
+    ]
 
 
 def _first_rule(rules: list[Rule], context: expressions.Activation) -> str | None:

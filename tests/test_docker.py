@@ -38,7 +38,7 @@ COMPOSE_SETS = {
     "HITL_AUDIT_CHECKPOINT_FILE",
 }
 NOT_PASSED = {"DATABASE_OWNER_URL", "DATABASE_RUNTIME_URL"}
-ENV_READERS = {"os.environ.get", "env_bool", "env_float", "env_list"}
+ENV_READERS = {"os.environ.get", "env_bool", "env_float", "env_list", "rate_setting"}
 
 sys.path.insert(0, str(DOCKER))
 import probe  # noqa: E402
@@ -52,7 +52,7 @@ def settings_variables() -> set[str]:
     """Every variable hitl/settings.py reads, by name, wherever it reads one."""
     tree = ast.parse((ROOT / "hitl/settings.py").read_text())
     names, unnamed = set(), []
-    helpers = {"env_bool", "env_float", "env_list"}
+    helpers = {"env_bool", "env_float", "env_list", "rate_setting"}
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef) and node.name in helpers:
             node.body = []  # their own `os.environ.get(name)` is the helper, not a read

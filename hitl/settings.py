@@ -271,6 +271,11 @@ HITL_HEALTH_BEAT_STALE_SECONDS = env_float(
     "HITL_HEALTH_BEAT_STALE_SECONDS", 4 * env_float("HITL_SWEEP_INTERVAL", 15.0)
 )
 
+# --- Monitoring (/metrics, alerts, logs: docs/operations.md) -------------------------------
+# The window of the metrics that look back (automation and override rates, time to decision,
+# model use per run, finished runs and deliveries): what finished within it, before a scrape.
+HITL_METRICS_WINDOW = timedelta(seconds=env_float("HITL_METRICS_WINDOW_SECONDS", 3600.0))
+
 # --- Engine -------------------------------------------------------------------------------
 # A step's lease is its soft time limit plus a margin: a worker that still holds a live
 # lease is presumed to be working on the step.

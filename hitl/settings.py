@@ -275,6 +275,8 @@ HITL_HEALTH_BEAT_STALE_SECONDS = env_float(
 # The window of the metrics that look back (automation and override rates, time to decision,
 # model use per run, finished runs and deliveries): what finished within it, before a scrape.
 HITL_METRICS_WINDOW = timedelta(seconds=env_float("HITL_METRICS_WINDOW_SECONDS", 3600.0))
+# An alert raised again within this long of its last email is counted and logged, not mailed.
+HITL_ALERT_DEDUP = timedelta(seconds=env_float("HITL_ALERT_DEDUP_SECONDS", 3600.0))
 
 # --- Engine -------------------------------------------------------------------------------
 # A step's lease is its soft time limit plus a margin: a worker that still holds a live

@@ -7,54 +7,73 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('workflows', '0011_review_quorum'),
+        ("workflows", "0011_review_quorum"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Alert',
+            name="Alert",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(max_length=64)),
-                ('key', models.CharField(blank=True, default='', max_length=200)),
-                ('message', models.TextField()),
-                ('details', models.JSONField(blank=True, default=dict)),
-                ('first_raised_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_raised_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('raised', models.PositiveIntegerField(default=0)),
-                ('notified_at', models.DateTimeField(blank=True, null=True)),
-                ('suppressed', models.PositiveIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("kind", models.CharField(max_length=64)),
+                ("key", models.CharField(blank=True, default="", max_length=200)),
+                ("message", models.TextField()),
+                ("details", models.JSONField(blank=True, default=dict)),
+                ("first_raised_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_raised_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("raised", models.PositiveIntegerField(default=0)),
+                ("notified_at", models.DateTimeField(blank=True, null=True)),
+                ("suppressed", models.PositiveIntegerField(default=0)),
             ],
             options={
-                'ordering': ['-last_raised_at', '-id'],
+                "ordering": ["-last_raised_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='JobMark',
+            name="JobMark",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=64, unique=True)),
-                ('last_at', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=64, unique=True)),
+                ("last_at", models.DateTimeField()),
             ],
         ),
         migrations.AddIndex(
-            model_name='decision',
-            index=models.Index(fields=['decided_at'], name='decision_decided_idx'),
+            model_name="decision",
+            index=models.Index(fields=["decided_at"], name="decision_decided_idx"),
         ),
         migrations.AddIndex(
-            model_name='delivery',
-            index=models.Index(fields=['created_at'], name='delivery_created_idx'),
+            model_name="delivery",
+            index=models.Index(fields=["created_at"], name="delivery_created_idx"),
         ),
         migrations.AddField(
-            model_name='alert',
-            name='workflow',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='alerts', to='workflows.workflow'),
+            model_name="alert",
+            name="workflow",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="alerts",
+                to="workflows.workflow",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='alert',
-            constraint=models.UniqueConstraint(fields=('kind', 'workflow', 'key'), name='alert_one_per_condition', nulls_distinct=False),
+            model_name="alert",
+            constraint=models.UniqueConstraint(
+                fields=("kind", "workflow", "key"),
+                name="alert_one_per_condition",
+                nulls_distinct=False,
+            ),
         ),
     ]

@@ -104,10 +104,13 @@ def test_a_rolled_back_raise_leaves_no_row_and_sends_nothing(
 ) -> None:
     from django.db import transaction
 
-    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
-        with transaction.atomic():
-            services.alert_raise(kind="k", message="m", workflow=watched, now=T0)
-            raise RuntimeError
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        services.alert_raise(kind="k", message="m", workflow=watched, now=T0)
+        raise RuntimeError
     assert not Alert.objects.exists() and mail.outbox == []
 
 

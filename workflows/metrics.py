@@ -181,8 +181,8 @@ def metrics_snapshot(
         WorkflowMetrics(workflow_id=pk, slug=slug, **parts.get(pk, {}))
         for pk, slug in sorted(slugs.items(), key=lambda item: item[1])
     ]
-    p50, p90 = percentiles.get(None, (None, None))
-    overall = _sum(per_workflow, p50, p90)
+    whole = percentiles.get(None)
+    overall = _sum(per_workflow, *(whole if whole else (None, None)))
     backlog = AuditEvent.objects.filter(seq__isnull=True).count()
     return MetricsSnapshot(now, window, overall, per_workflow, backlog)
 

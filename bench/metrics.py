@@ -114,7 +114,8 @@ def _history(n: int) -> None:
             " created_at, finished_at)"
             " SELECT id, 'check', 'gate', 0, 'completed', 1, 5, jsonb_build_object('decision',"
             " CASE WHEN id %% 5 = 0 THEN 'review' ELSE 'auto_approved' END), 1, 200, 20,"
-            " 0.0001, '', 'approved', created_at, finished_at FROM workflows_run"
+            " 0.0001, '', 'approved', created_at, finished_at FROM workflows_run",
+            [],
         )
         cursor.execute(
             "INSERT INTO workflows_reviewtask (workflow_id, run_id, step_run_id, audience,"

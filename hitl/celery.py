@@ -8,7 +8,14 @@ import time
 from typing import Any
 
 from celery import Celery, bootsteps
-from celery.signals import after_task_publish, task_postrun, task_prerun
+from celery.signals import (
+    after_task_publish,
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_process_shutdown,
+    worker_ready,
+)
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitl.settings")
@@ -79,6 +86,51 @@ def _close_old_connections(**kwargs: object) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@setup_logging.connect
+def _django_logging(**kwargs: object) -> None:
+    # Connected, so Celery leaves logging alone: Django's LOGGING (settings.py) already
+    # configured it, with the JSON format and the ids (workflows/logs.py) in workers too.
+    pass
+
+
+@task_prerun.connect
+def _log_context(task_id: str | None = None, **kwargs: object) -> None:
+    # Every line a task logs names it; a step's run and step ids are added by step_execute.
+    from workflows import logs
+
+    logs.clear()
+    logs.bind(task_id=task_id)
+
+
+@task_postrun.connect
+def _log_context_end(**kwargs: object) -> None:
+    from workflows import logs
+
+    logs.clear()
+
+
+@worker_ready.connect
+def _worker_metrics(**kwargs: object) -> None:
+    # In the worker's main process, once its pool has started: one port per worker, serving
+    # the counters every prefork child wrote to PROMETHEUS_MULTIPROC_DIR (docs/operations.md).
+    from django.conf import settings
+
+    if settings.HITL_WORKER_METRICS_PORT:
+        from hitl.metrics import worker_metrics_serve
+
+        worker_metrics_serve(settings.HITL_WORKER_METRICS_PORT, settings.HITL_WORKER_METRICS_ADDR)
+
+
+@worker_process_shutdown.connect
+def _worker_metrics_child_gone(pid: int | None = None, **kwargs: object) -> None:
+    # A prefork child that exits leaves its counter files (they still count); only its live
+    # gauges must be dropped, which prometheus_client does here.
+    if pid and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
 
 
 class WorkerHeartbeat(bootsteps.StartStopStep):

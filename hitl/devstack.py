@@ -424,6 +424,13 @@ def run_app(host: str, port: int, var: Path, env: dict[str, str], signals: Signa
     # (DATABASE_URL and REDIS_URL both set).
     var.mkdir(parents=True, exist_ok=True)
     audit_defaults(var, env)
+    # The counters of the web server and the worker's prefork children (hitl/metrics.py): one
+    # directory for this host, emptied at start so a past run's processes do not count.
+    if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = var / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir()
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     browse = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
     url = f"http://{f'[{browse}]' if ':' in browse else browse}:{port}/"
     # Links the app sends (notifications, the demo credentials) point at this server.

@@ -111,6 +111,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every later middleware's and view's log lines carry the request's id.
+    "hitl.requestid.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -204,8 +206,9 @@ if not DEBUG:
 # Behind a proxy that terminates TLS, name the header it sets (HTTP_X_FORWARDED_PROTO): then
 # a request it forwarded with "https" counts as secure, and nothing loops on the redirect.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
-# Health probes come over plain HTTP from inside the network: a redirect would fail them.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# Health probes and metric scrapes come over plain HTTP from inside the network: a redirect
+# would fail them.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 if _proxy_header := os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip():
     if not _proxy_header.startswith("HTTP_"):
         raise ImproperlyConfigured(
@@ -228,11 +231,26 @@ EMAIL_BACKEND = os.environ.get(
 )
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "hitl@localhost")
 
+# `json`: one JSON object per line with request_id, run_id, step_id and task_id where they
+# apply (workflows/logs.py, docs/operations.md); `text`: the plain line. JSON unless DEBUG.
+HITL_LOG_FORMAT = os.environ.get("HITL_LOG_FORMAT", "text" if DEBUG else "json").strip().lower()
+if HITL_LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"HITL_LOG_FORMAT must be text or json, not {HITL_LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "workflows.logs.ContextFilter"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "workflows.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": HITL_LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
@@ -270,6 +288,22 @@ HITL_HEALTH_WORKER_STALE_SECONDS = env_float(
 HITL_HEALTH_BEAT_STALE_SECONDS = env_float(
     "HITL_HEALTH_BEAT_STALE_SECONDS", 4 * env_float("HITL_SWEEP_INTERVAL", 15.0)
 )
+
+# --- Monitoring (/metrics, alerts, logs: docs/operations.md) -------------------------------
+# The window of the metrics that look back (automation and override rates, time to decision,
+# model use per run, finished runs and deliveries): what finished within it, before a scrape.
+HITL_METRICS_WINDOW = timedelta(seconds=env_float("HITL_METRICS_WINDOW_SECONDS", 3600.0))
+# An alert raised again within this long of its last email is counted and logged, not mailed.
+HITL_ALERT_DEDUP = timedelta(seconds=env_float("HITL_ALERT_DEDUP_SECONDS", 3600.0))
+# Who may read /metrics: clients in these networks (addresses or CIDRs; REMOTE_ADDR, so the
+# proxy's address behind one) and, when a token is set, only with `Authorization: Bearer`.
+# Loopback only by default; empty means any address (then set a token).
+HITL_METRICS_ALLOW = env_list("HITL_METRICS_ALLOW", "127.0.0.1/32,::1/128")
+HITL_METRICS_TOKEN = os.environ.get("HITL_METRICS_TOKEN", "")
+# A worker serves its own process counters on this port (unset: none), bound to this address.
+# The port has no token: keep it on the private network Prometheus scrapes from.
+HITL_WORKER_METRICS_PORT = int(os.environ.get("HITL_WORKER_METRICS_PORT") or 0) or None
+HITL_WORKER_METRICS_ADDR = os.environ.get("HITL_WORKER_METRICS_ADDR", "127.0.0.1")
 
 # --- Engine -------------------------------------------------------------------------------
 # A step's lease is its soft time limit plus a margin: a worker that still holds a live

@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from hitl import health
+from hitl.metrics import metrics_view
 from hitl.review import views as review_views
 
 urlpatterns = [
@@ -16,6 +17,8 @@ urlpatterns = [
     # Liveness and readiness (hitl/health.py): no login, and no redirect to HTTPS (settings).
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # Prometheus (hitl/metrics.py): allow-listed networks and an optional bearer token.
+    path("metrics", metrics_view, name="metrics"),
     path("api/v1/webhooks/", include("hitl.api.webhooks")),
 ]
 

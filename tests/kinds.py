@@ -6,6 +6,7 @@ so fault tests can count effects and lose workers on purpose.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -19,6 +20,8 @@ class ProbeConfig(KindConfig):
     die: bool = False
     fail: str | None = None
     retryable: bool = True
+    # A line to log while executing (the structured-log tests look for its ids).
+    say: str | None = None
 
 
 class ProbeKind(StepKind):
@@ -32,6 +35,8 @@ class ProbeKind(StepKind):
         if log:
             with Path(log).open("a") as handle:
                 handle.write(f"{ctx.run_id}:{ctx.step_id}:{ctx.attempt}:{os.getpid()}\n")
+        if config.say:
+            logging.getLogger("tests.kinds").warning("%s", config.say)
         if config.sleep:
             time.sleep(config.sleep)
         if config.die:

@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 
-from workflows.models import Delivery, Endpoint, ReviewTask, Workflow
+from workflows.models import Endpoint, ReviewTask, Workflow
 
 logger = logging.getLogger(__name__)
 
@@ -71,19 +71,6 @@ def notify_assigned(task: ReviewTask) -> None:
     )
 
 
-def notify_delivery_failed(delivery: Delivery, endpoint: Endpoint) -> None:
-    """The workflow's admins: a callback will not be retried any more."""
-    workflow = endpoint.workflow
-    _send_admins_on_commit(
-        workflow,
-        f"[hitl] A {delivery.event} callback of {workflow.slug} failed",
-        f"Delivery {delivery.webhook_id} ({delivery.event}) to endpoint {endpoint.pk}"
-        f" ({endpoint.url_shown()}) failed after {delivery.attempts} attempts and will not be"
-        f" retried.\nLast error: {delivery.last_error or delivery.last_status_code}\n"
-        "Redeliver it from the endpoint's delivery log once the receiver is fixed.\n",
-    )
-
-
 def notify_endpoint_disabled(endpoint: Endpoint) -> None:
     """The workflow's admins: an endpoint stopped receiving callbacks."""
     workflow = endpoint.workflow
@@ -96,18 +83,16 @@ def notify_endpoint_disabled(endpoint: Endpoint) -> None:
     )
 
 
-def notify_audit_broken(problem: str) -> None:
-    """The superusers: the audit trail failed verification."""
+def notify_alert(workflow: Workflow | None, subject: str, text: str) -> None:
+    """An alert (`workflows.services.alerts`): the workflow's admins, or the superusers."""
+    if workflow is not None:
+        _send_admins_on_commit(workflow, subject, text)
+        return
     recipients = _emails(get_user_model().objects.filter(is_superuser=True))
     if not recipients:
-        logger.warning("no superuser to notify: %s", problem)
+        logger.warning("no superuser to notify: %s", text.partition("\n")[0])
         return
-    send_on_commit(
-        recipients,
-        "[hitl] The audit trail failed verification",
-        f"{problem}\n\nReproduce it with `python manage.py audit verify`; the audit table and"
-        " its checkpoint file are evidence: keep both as they are.\n",
-    )
+    send_on_commit(recipients, subject, text)
 
 
 def audience_emails(task: ReviewTask) -> list[str]:

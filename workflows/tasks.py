@@ -19,6 +19,8 @@ def step_execute_task(step_run_id: int) -> None:
 
 @shared_task(name="hitl.steps_sweep")
 def steps_sweep_task() -> dict[str, int]:
+    # The most frequent sweep notices when beat was silent for too long (an alert).
+    services.beat_gap_check(name="steps_sweep")
     return services.steps_sweep()
 
 

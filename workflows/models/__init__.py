@@ -10,10 +10,12 @@ from workflows.models.core import (
     Workflow,
     WorkflowVersion,
 )
+from workflows.models.ops import Alert, JobMark
 from workflows.models.review import Decision, ReviewSkip, ReviewTask
 from workflows.models.webhooks import InboundMessage, WebhookSecret, WebhookSource
 
 __all__ = [
+    "Alert",
     "AuditEvent",
     "AuditVerification",
     "Decision",
@@ -21,6 +23,7 @@ __all__ = [
     "Endpoint",
     "Event",
     "InboundMessage",
+    "JobMark",
     "LocalModel",
     "LocalModelRetrain",
     "ReviewSkip",

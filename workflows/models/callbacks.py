@@ -139,6 +139,8 @@ class Delivery(models.Model):
             ),
             # An endpoint's delivery log, newest first.
             models.Index(fields=["endpoint", "-created_at"], name="delivery_endpoint_log_idx"),
+            # The metrics' window (workflows/metrics.py): deliveries written since a moment.
+            models.Index(fields=["created_at"], name="delivery_created_idx"),
         ]
 
     def __str__(self) -> str:

@@ -209,6 +209,8 @@ class Decision(models.Model):
 
     class Meta:
         ordering = ["-decided_at", "-id"]
+        # The metrics' window (workflows/metrics.py): decisions made since a moment.
+        indexes = [models.Index(fields=["decided_at"], name="decision_decided_idx")]
 
     def __str__(self) -> str:
         return f"{self.action} on task {self.task_id}"

@@ -13,6 +13,7 @@ from workflows.services.access import (
     workflow_roles_record,
 )
 from workflows.services.ai import local_model_train, workflow_set_daily_cap
+from workflows.services.alerts import alert_raise, beat_gap_check
 from workflows.services.audit import Actor, audit_backlog, audit_record, audit_seal
 from workflows.services.audit_redact import audit_redact
 from workflows.services.audit_verify import audit_verify, audit_verify_scheduled
@@ -65,12 +66,14 @@ from workflows.services.sweepers import (
 __all__ = [
     "Actor",
     "ai_budget_sweep",
+    "alert_raise",
     "audit_backlog",
     "audit_record",
     "audit_redact",
     "audit_seal",
     "audit_verify",
     "audit_verify_scheduled",
+    "beat_gap_check",
     "dataset_export",
     "deliveries_enqueue",
     "deliveries_sweep",

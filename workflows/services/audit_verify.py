@@ -30,10 +30,11 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-from workflows import auditchain, notifications
+from workflows import auditchain
 from workflows.auditchain import GENESIS_HASH, REKEYED, UNKEYED, Checkpoint
 from workflows.canonical import stored_json_digest
 from workflows.models import AuditVerification
+from workflows.services.alerts import alert_raise
 
 # The event that names redacted events (workflows.services.audit_redact).
 REDACTED = "audit.redacted"
@@ -397,7 +398,7 @@ def _decision_problem(
 
 def audit_verify_scheduled() -> ChainReport:
     """The beat task's verification: from the last good one on, recorded; a failure is logged
-    as an ERROR and emailed to the superusers."""
+    as an ERROR and emailed to the superusers (an alert, `services.alerts`)."""
     last = AuditVerification.objects.filter(ok=True).first()
     since = last.last_seq if last else 0
     try:
@@ -413,6 +414,12 @@ def audit_verify_scheduled() -> ChainReport:
         problem="" if report.ok else report.describe(),
     )
     if not report.ok:
-        logger.error("%s", report.describe())
-        notifications.notify_audit_broken(report.describe())
+        alert_raise(
+            kind="audit_verify_failed",
+            message=report.describe(),
+            details={"kind": report.kind, "seq": report.seq, "decision": report.decision},
+            subject="The audit trail failed verification",
+            advice="Reproduce it with `python manage.py audit verify`; the audit table and its"
+            " checkpoint file are evidence: keep both as they are.",
+        )
     return report

@@ -10,7 +10,8 @@ expires; the deliveries sweep then sends it again, with the same `webhook-id`.
 Answers: 2xx delivered; 410 Gone disables the endpoint (its pending deliveries are
 cancelled); anything else, and no answer at all, is retried after the next entry of
 HITL_DELIVERY_RETRY_SCHEDULE (with jitter, and never before a Retry-After). After the last
-attempt the delivery fails, which is logged as an ERROR and emailed to the workflow's admins.
+attempt the delivery fails, which raises an alert (`services.alerts`): an ERROR line, an
+email to the workflow's admins.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ from django.db.models import F, Q
 from django.utils import timezone
 from standardwebhooks import Webhook
 
-from workflows import notifications, outbound
+from workflows import instruments, outbound
 from workflows.access import access_workflow_admin
 from workflows.errors import Conflict
 from workflows.models import Delivery, Endpoint
 from workflows.secrets import SecretUnreadable
+from workflows.services.alerts import alert_raise
 from workflows.services.audit import Actor, audit_record
 from workflows.services.callbacks import SYSTEM, delivery_enqueue_on_commit, max_attempts
 from workflows.services.endpoints import endpoint_disable_locked
@@ -203,19 +205,24 @@ def _record(
             )
         delivery.status = Delivery.Status.FAILED
         _save(delivery, "delivery.failed", {**payload, "reason": "attempts exhausted"}, now)
-        logger.error(
-            "delivery %s (%s, endpoint %s) failed after %s attempts: %s",
-            delivery.webhook_id,
-            delivery.event,
-            delivery.endpoint_id,
-            attempt,
-            delivery.last_error,
+        endpoint = delivery.endpoint
+        alert_raise(
+            kind="delivery_failed",
+            message=f"delivery {delivery.webhook_id} ({delivery.event}, endpoint {endpoint.pk})"
+            f" failed after {attempt} attempts: {delivery.last_error}",
+            workflow=endpoint.workflow,
+            details={"delivery": delivery.pk, "endpoint": endpoint.pk, "event": delivery.event},
+            subject=f"A {delivery.event} callback of {endpoint.workflow.slug} failed",
+            advice=f"It was sent to {endpoint.url_shown()} and will not be retried. Redeliver it"
+            " from the endpoint's delivery log once the receiver is fixed.",
+            now=now,
         )
-        notifications.notify_delivery_failed(delivery, delivery.endpoint)
     return delivery
 
 
 def _save(delivery: Delivery, verb: str, payload: dict[str, Any], now: datetime) -> Delivery:
+    outcome = verb.removeprefix("delivery.")
+    transaction.on_commit(lambda: instruments.DELIVERIES.labels(outcome).inc())
     delivery.save(
         update_fields=[
             "status",

@@ -23,11 +23,12 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from workflows import engine
+from workflows import engine, instruments, logs
 from workflows.definitions import WorkflowDefinition
 from workflows.errors import Conflict
 from workflows.models import Event, Run, StepRun
 from workflows.services import fastpath
+from workflows.services.alerts import alert_raise
 from workflows.services.audit import Actor, audit_record
 from workflows.services.callbacks import run_event
 from workflows.services.hooks import HOOKS
@@ -114,19 +115,25 @@ def step_execute(*, step_run_id: int, now: datetime | None = None) -> StepRun | 
         now=now or timezone.now(),
         hooks=HOOKS,
     )
-    started = time.monotonic()
-    # Outside any transaction: a model or HTTP call must never hold a database lock.
-    try:
-        result = kind.execute(ctx)
-    except SoftTimeLimitExceeded:
-        result = Failed("the step exceeded its time limit", retryable=True)
-    except Exception as exc:
-        logger.exception("step %s of run %s raised", claimed.step_id, claimed.run_id)
-        result = Failed(f"{type(exc).__name__}: {exc}", retryable=False)
-    elapsed_ms = int((time.monotonic() - started) * 1000)
-    return step_record(
-        step_run=step_run, result=result, elapsed_ms=elapsed_ms, now=now or timezone.now()
-    )
+    # Every line logged from here on names the run and step (workflows/logs.py).
+    with logs.bound(run_id=claimed.run_id, step_id=claimed.step_id):
+        started = time.monotonic()
+        # Outside any transaction: a model or HTTP call must never hold a database lock.
+        try:
+            result = kind.execute(ctx)
+        except SoftTimeLimitExceeded:
+            result = Failed("the step exceeded its time limit", retryable=True)
+        except Exception as exc:
+            logger.exception("step %s of run %s raised", claimed.step_id, claimed.run_id)
+            result = Failed(f"{type(exc).__name__}: {exc}", retryable=False)
+        elapsed = time.monotonic() - started
+        instruments.step_observed(kind=claimed.kind, result=result, seconds=elapsed)
+        return step_record(
+            step_run=step_run,
+            result=result,
+            elapsed_ms=int(elapsed * 1000),
+            now=now or timezone.now(),
+        )
 
 
 def steps_park_exhausted(*, where: Q | None = None, now: datetime) -> int:
@@ -152,7 +159,13 @@ def steps_park_exhausted(*, where: Q | None = None, now: datetime) -> int:
             if done:
                 run_fail(run=run, step_run=step_run, error=error, now=now)
                 parked += 1
-                logger.error("parked step %s of run %s: %s", step_run.step_id, run.pk, error)
+                alert_raise(
+                    kind="step_parked",
+                    message=f"parked step {step_run.step_id} of run {run.pk}: {error}",
+                    workflow=run.workflow,
+                    details={"run": run.pk, "step": step_run.step_id, "attempts": attempts},
+                    now=now,
+                )
     return parked
 
 

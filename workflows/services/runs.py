@@ -10,7 +10,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from workflows import engine
-from workflows.definitions import WorkflowDefinition
 from workflows.errors import Conflict, InvalidInput
 from workflows.models import Endpoint, Event, Run, StepRun, Workflow, WorkflowVersion
 from workflows.services.audit import Actor, audit_record
@@ -19,6 +18,7 @@ from workflows.services.hooks import HOOKS
 from workflows.services.steps import run_advance, step_create, step_retry
 from workflows.steps import get_kind
 from workflows.storable import json_problem
+from workflows.versions import version_definition
 
 # Deeper run input is refused: it would break what walks it later (schemas, pages, exports).
 MAX_INPUT_DEPTH = 64
@@ -60,11 +60,15 @@ def run_start(
     problem = json_problem(input, max_depth=MAX_INPUT_DEPTH)
     if problem:
         raise InvalidInput(f"the input cannot be stored: {problem}")
-    definition = WorkflowDefinition.model_validate(version.definition)
+    # Parsed once per process: a stored version never changes (workflows/versions.py).
+    definition = version_definition(version.pk)
     errors = run_input_errors(definition.input_schema, input)
     if errors:
         raise InvalidInput("; ".join(errors))
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction (a webhook's, with its InboundMessage): an
+    # error here is a database error, which spoils the caller's transaction anyway, and the
+    # savepoint cost two round trips on every run started that way.
+    with transaction.atomic(savepoint=False):
         endpoint = None if callback_url is None else _named_endpoint(workflow, callback_url)
         run = Run.objects.create(
             workflow=workflow,

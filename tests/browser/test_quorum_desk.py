@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Group, User
 
-from tests.helpers import drive
+from tests.integration.worker import Worker
 from workflows import services
-from workflows.models import ReviewTask, StepRun, Workflow
+from workflows.models import ReviewTask, Workflow
 
 pytestmark = [pytest.mark.browser]
 
@@ -20,9 +20,15 @@ FIRST_REASON = "alice reads it as a refund"
 
 
 @pytest.fixture
-def seats(transactional_db: None, system: services.Actor) -> list[ReviewTask]:
+def seats(
+    transactional_db: None,
+    system: services.Actor,
+    worker: Worker,
+    wait_until: Callable[..., None],
+) -> list[ReviewTask]:
     """A 2-of-3 quorum gate over a transform that gives no confidence: every item is reviewed.
-    The run is driven in-process; no worker is needed to open the seats."""
+    The browser tests share one real worker, which runs the steps (driving them in-process
+    too would race it for the gate step)."""
     reviewers = Group.objects.create(name="quorum-reviewers")
     for name in ("alice", "bob", "carol"):
         User.objects.create_user(name, f"{name}@example.com", "pw").groups.add(reviewers)
@@ -50,11 +56,10 @@ def seats(transactional_db: None, system: services.Actor) -> list[ReviewTask]:
     workflow: Workflow = result.workflow
     workflow.reviewer_group = reviewers
     workflow.save()
-    run = drive(services.run_start(workflow=workflow, input={}, actor=system))
-    seats = list(ReviewTask.objects.filter(run=run, seat__gt=0).order_by("seat"))
-    steps = list(StepRun.objects.filter(run=run).values_list("step_id", "status", "error"))
-    assert len(seats) == 3, f"the gate opened {len(seats)} seats; steps: {steps}"
-    return seats
+    run = services.run_start(workflow=workflow, input={}, actor=system)
+    opened = ReviewTask.objects.filter(run=run, seat__gt=0)
+    wait_until(lambda: opened.count() == 3)
+    return list(opened.order_by("seat"))
 
 
 def test_a_seat_hides_the_other_answer_until_the_keyboard_decides_it(

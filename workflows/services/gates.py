@@ -73,6 +73,8 @@ def gate_calibrate(
     With `now`, only items settled at or before it count. Raises InvalidInput for a workflow with
     no active version, an unknown gate, or a gate without `calibrate:`."""
     gates = _calibrated_gates(workflow, gate_id)
+    version = workflow.active_version
+    assert version is not None  # _calibrated_gates refuses a workflow without one
     rate = check_rate(settings.HITL_EVAL_SPLIT_RATE)
     # Read first, so a decision made while this runs is counted towards the next recalibration.
     through = _latest_decision(workflow)
@@ -96,7 +98,7 @@ def gate_calibrate(
         out.append(
             GateCalibration(
                 workflow=workflow.slug,
-                version=workflow.active_version.number,
+                version=version.number,
                 gate=step_id,
                 alpha=calibrate.alpha,
                 delta=calibrate.delta,

@@ -62,8 +62,7 @@ def test_the_recommendation_is_select_threshold_on_the_unbiased_eval_sample(
     assert calibration.sample == len(history.expected) == 15
     assert calibration.left_out == {"rule": 1, "train": 2}
     assert (calibration.current, calibration.gate, calibration.version) == (0.8, "check", 1)
-    # Counting the train side or the rule hit would have blocked every threshold.
-    assert calibration.alpha == ALPHA
+    assert (calibration.alpha, calibration.delta) == (ALPHA, DELTA)
 
 
 def test_the_left_out_items_would_have_changed_the_answer(

@@ -53,6 +53,10 @@ def _beat_schedule() -> dict[str, dict[str, object]]:
             "task": "hitl.local_models_retrain",
             "schedule": 300.0,
         },
+        "calibrate-gates": {
+            "task": "hitl.gates_calibrate",
+            "schedule": 300.0,
+        },
         "sweep-idempotency": {
             "task": "hitl.api_idempotency_sweep",
             "schedule": 3600.0,

@@ -468,6 +468,9 @@ HITL_EVAL_SPLIT_RATE = eval_split_rate()
 # The lowest audit_rate a gate that auto-approves may declare: without an audit sample nobody
 # sees its errors and calibration has nothing above the threshold. Checked at import.
 HITL_GATE_MIN_AUDIT_RATE = rate_setting("HITL_GATE_MIN_AUDIT_RATE", 0.01)
+# The smallest move down a gate in `calibrate: {mode: auto}` makes (tightening is never held
+# back): every threshold once in force splits the calibration data (workflows/calibration.py).
+HITL_CALIBRATE_MIN_STEP = rate_setting("HITL_CALIBRATE_MIN_STEP", 0.02)
 
 # --- The learning loop (workflows/services/learning.py) -------------------------------------
 # Retrain a local model after this many new final decisions in the workflows using it; 0 = off.

@@ -1,7 +1,9 @@
 """Step kinds that exist only for tests, registered through HITL_EXTRA_STEP_KINDS.
 
 `probe` records every execution in a log file and can sleep, fail or kill its own process,
-so fault tests can count effects and lose workers on purpose.
+so fault tests can count effects and lose workers on purpose. With `answer`, it answers like a
+classifier from its input (`label`, `score`, `model_version`), so gate tests can script what a
+gate sees without a model.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ class ProbeConfig(KindConfig):
     retryable: bool = True
     # A line to log while executing (the structured-log tests look for its ids).
     say: str | None = None
+    # Answer {"label": input.label} with confidence input.score, recording input.model_version
+    # (when given) as an AI step records the version of the model that answered.
+    answer: bool = False
 
 
 class ProbeKind(StepKind):
@@ -43,6 +48,12 @@ class ProbeKind(StepKind):
             os.kill(os.getpid(), signal.SIGKILL)
         if config.fail:
             return Failed(config.fail, retryable=config.retryable)
+        if config.answer:
+            data = ctx.input if isinstance(ctx.input, dict) else {}
+            meta = {"model_version": data["model_version"]} if "model_version" in data else {}
+            return Completed(
+                output={"label": data.get("label")}, confidence=data.get("score"), meta=meta
+            )
         return Completed(output={"step": ctx.step_id, "attempt": ctx.attempt})
 
 

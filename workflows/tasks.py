@@ -46,6 +46,12 @@ def local_models_retrain_task() -> dict[str, str]:
     return services.local_models_retrain_due()
 
 
+@shared_task(name="hitl.gates_calibrate")
+def gates_calibrate_task() -> dict[str, str]:
+    # Gates in `calibrate: {mode: auto}` with `every` new calibration-side reviews.
+    return services.gates_calibrate_due()
+
+
 @shared_task(name="hitl.review_sweep")
 def review_sweep_task() -> dict[str, int]:
     # Lapsed claims, SLA warnings and breaches: all `due_at`-style columns, never countdowns.

@@ -1,6 +1,6 @@
 """The system of record. One module per area; every write goes through `workflows.services`."""
 
-from workflows.models.ai import LocalModel, LocalModelRetrain
+from workflows.models.ai import GateRecalibration, LocalModel, LocalModelRetrain
 from workflows.models.callbacks import Delivery, Endpoint, Event
 from workflows.models.core import (
     AuditEvent,
@@ -22,6 +22,7 @@ __all__ = [
     "Delivery",
     "Endpoint",
     "Event",
+    "GateRecalibration",
     "InboundMessage",
     "JobMark",
     "LocalModel",

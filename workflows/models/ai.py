@@ -63,3 +63,35 @@ class LocalModelRetrain(models.Model):
 
     def __str__(self) -> str:
         return f"local:{self.name}@{self.version} {self.outcome}"
+
+
+class GateRecalibration(models.Model):
+    """One recalibration of a gate in `mode: auto` (workflows/services/gates.py).
+
+    `through_decision` is the newest final decision of the workflow when the review history
+    was read: the beat task counts the calibration-side reviews after it to know when the
+    next recalibration is due, whatever the outcome.
+    """
+
+    class Outcome(models.TextChoices):
+        TIGHTENED = "tightened"
+        LOOSENED = "loosened"
+        KEPT = "kept"
+
+    workflow = models.ForeignKey("workflows.Workflow", on_delete=models.CASCADE)
+    gate = models.CharField(max_length=63)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    # The workflow's active version afterwards: the one published, or the one kept.
+    version = models.PositiveIntegerField()
+    through_decision = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["workflow", "gate", "-created_at"], name="gate_recalibration_recent"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gate} {self.outcome}"

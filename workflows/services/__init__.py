@@ -28,6 +28,7 @@ from workflows.services.endpoints import (
     endpoint_rotate_secret,
     endpoint_update,
 )
+from workflows.services.gates import gate_calibrate, gate_threshold_apply, gates_calibrate_due
 from workflows.services.learning import local_model_retrain, local_models_retrain_due
 from workflows.services.review.claims import (
     review_claim,
@@ -84,6 +85,9 @@ __all__ = [
     "endpoint_enable",
     "endpoint_rotate_secret",
     "endpoint_update",
+    "gate_calibrate",
+    "gate_threshold_apply",
+    "gates_calibrate_due",
     "local_model_retrain",
     "local_model_train",
     "local_models_retrain_due",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from django.conf import settings
 from pydantic import Field, field_validator, model_validator
@@ -62,6 +62,20 @@ class Quorum(KindConfig):
         return self
 
 
+class Calibrate(KindConfig):
+    """How the gate's threshold is chosen from its review history (docs/gates.md#calibration).
+
+    alpha: the error rate allowed among auto-approved items; delta: the chance the guarantee may
+    fail. `recommend` only reports (`manage.py calibrate`); `auto` lets the beat task publish a
+    new threshold after every `every` new reviews on the calibration side."""
+
+    alpha: float = Field(gt=0, le=0.5)
+    delta: float = Field(gt=0, le=0.5)
+    per_label: bool = False
+    mode: Literal["recommend", "auto"] = "recommend"
+    every: int = Field(default=200, ge=1)
+
+
 class GateConfig(KindConfig):
     # The step whose answer the gate judges; by default the step just before the gate.
     guards: str | None = None
@@ -80,6 +94,8 @@ class GateConfig(KindConfig):
     sla_minutes: int | None = Field(default=None, gt=0)
     # None: one reviewer decides, as without a quorum.
     quorum: Quorum | None = None
+    # None: the threshold is whatever the definition says, and nothing recalibrates it.
+    calibrate: Calibrate | None = None
 
     @field_validator("rules")
     @classmethod

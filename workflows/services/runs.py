@@ -65,11 +65,11 @@ def run_start(
     errors = run_input_errors(definition.input_schema, input)
     if errors:
         raise InvalidInput("; ".join(errors))
-    # No savepoint inside a caller's transaction (a webhook's, with its InboundMessage): an
-    # error here is a database error, which spoils the caller's transaction anyway, and the
-    # savepoint cost two round trips on every run started that way.
+    # No savepoint inside a caller's transaction (a webhook's, with its InboundMessage): every
+    # refusal is raised above, so an error in here is a database error, which spoils the
+    # caller's transaction anyway; the savepoint cost two round trips per run started so.
+    endpoint = None if callback_url is None else _named_endpoint(workflow, callback_url)
     with transaction.atomic(savepoint=False):
-        endpoint = None if callback_url is None else _named_endpoint(workflow, callback_url)
         run = Run.objects.create(
             workflow=workflow,
             version=version,
@@ -102,12 +102,12 @@ def _named_endpoint(workflow: Workflow, url: str) -> Endpoint:
     """The active webhook endpoint of `workflow` whose URL is exactly `url`.
 
     Naming never reaches an address an admin did not configure: the endpoint's secret signs
-    what is sent and its SSRF check guards every attempt, as for any other delivery. Locked
-    so a concurrent disable cannot leave a run naming a disabled endpoint unnoticed.
+    what is sent and its SSRF check guards every attempt, as for any other delivery. Checked
+    before the run's transaction, so a refusal leaves a caller's transaction usable; an
+    endpoint disabled in between gets nothing, as deliveries go to active endpoints only.
     """
     endpoint = (
-        Endpoint.objects.select_for_update()
-        .filter(workflow=workflow, kind=Endpoint.Kind.WEBHOOK, active=True, url=url)
+        Endpoint.objects.filter(workflow=workflow, kind=Endpoint.Kind.WEBHOOK, active=True, url=url)
         .order_by("pk")
         .first()
     )

@@ -203,7 +203,16 @@ def _free_port() -> int:
 
 
 def _gunicorn(port: int, workers: int, threads: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, ENABLE: "1", "DEBUG": "0", "ALLOWED_HOSTS": "127.0.0.1"}
+    # Production settings, served over plain HTTP on loopback as behind a TLS-terminating
+    # proxy (no redirect to https). Its request log lines are written, as in production,
+    # to a file rather than this terminal.
+    env = {
+        **os.environ,
+        ENABLE: "1",
+        "DEBUG": "0",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "0",
+    }
     command = [
         sys.executable,
         "-m",
@@ -222,7 +231,10 @@ def _gunicorn(port: int, workers: int, threads: int) -> subprocess.Popen[bytes]:
         "--log-level",
         "warning",
     ]
-    server = subprocess.Popen(command, env=env, cwd=ROOT)
+    log = ROOT / "bench" / "results" / "webhooks-gunicorn.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        server = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=out)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:

@@ -107,6 +107,8 @@ def main() -> None:
     os.environ["DATABASE_URL"] = common.fresh_database(os.environ["DATABASE_URL"])
     os.environ.setdefault("SECRET_KEY", "bench-only")
     os.environ.setdefault("HITL_AUDIT_KEYS", "bench:bench-only-audit-key")
+    # Plain HTTP through the test client: no redirect to https (production's default).
+    os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
     os.environ["DJANGO_SETTINGS_MODULE"] = "hitl.settings"
     import django
 

@@ -20,9 +20,13 @@ FIRST_REASON = "alice reads it as a refund"
 
 
 @pytest.fixture
-def seats(transactional_db: None, system: services.Actor) -> list[ReviewTask]:
+def seats(
+    transactional_db: None, system: services.Actor, wait_until: Callable[..., None]
+) -> list[ReviewTask]:
     """A 2-of-3 quorum gate over a transform that gives no confidence: every item is reviewed.
-    The run is driven in-process; no worker is needed to open the seats."""
+    The run is driven in-process; no worker is needed to open the seats. (The browser tests'
+    worker may still be running, from an earlier test, and take the step first: so the seats
+    are waited for, whoever opens them.)"""
     reviewers = Group.objects.create(name="quorum-reviewers")
     for name in ("alice", "bob", "carol"):
         User.objects.create_user(name, f"{name}@example.com", "pw").groups.add(reviewers)
@@ -51,7 +55,9 @@ def seats(transactional_db: None, system: services.Actor) -> list[ReviewTask]:
     workflow.reviewer_group = reviewers
     workflow.save()
     run = drive(services.run_start(workflow=workflow, input={}, actor=system))
-    return list(ReviewTask.objects.filter(run=run, seat__gt=0).order_by("seat"))
+    opened = ReviewTask.objects.filter(run=run, seat__gt=0).order_by("seat")
+    wait_until(lambda: opened.count() == 3)
+    return list(opened)
 
 
 def test_a_seat_hides_the_other_answer_until_the_keyboard_decides_it(

@@ -250,8 +250,9 @@ HITL_TRUSTED_PROXY_COUNT = env_int("HITL_TRUSTED_PROXY_COUNT", 0, minimum=0)
 
 # --- Content Security Policy (django-csp) ----------------------------------------------------
 # Scripts and styles come only from our own static files: no inline script, style element or
-# style attribute, no eval. style-src and img-src are spelled out so that the two views that
-# relax them (hitl/csp.py: the admin and the API docs) add to 'self' instead of replacing it.
+# style attribute, no eval. style-src and img-src are spelled out so that a view relaxing one
+# (only the API docs: hitl/api/urls.py) adds to 'self' instead of replacing it. The admin runs
+# under this policy as it is (docs/operations.md, "Content Security Policy").
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],

@@ -4,8 +4,13 @@ and API tokens left alone."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +24,8 @@ from hitl.accounts.services import api_token_create
 from hitl.accounts.throttle import client_ip
 
 pytestmark = pytest.mark.django_db
+
+ROOT = Path(__file__).resolve().parent.parent
 
 DESK = "/accounts/login/"
 ADMIN = "/admin/login/"
@@ -147,6 +154,55 @@ def test_the_limit_and_cool_off_come_from_settings(
     locked = log_in("alice", "right")
     assert "in about 3 minutes" in locked.content.decode()
     assert "after 2 failed attempts" in locked.content.decode()
+
+
+def settings_with(**env: str) -> subprocess.CompletedProcess[str]:
+    """The throttling settings a fresh process reads from this environment, as JSON."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django, json; django.setup(); from django.conf import settings as s; "
+            "print(json.dumps([s.AXES_FAILURE_LIMIT, s.AXES_COOLOFF_TIME.total_seconds(), "
+            "s.HITL_TRUSTED_PROXY_COUNT]))",
+        ],
+        cwd=ROOT,
+        env={
+            "PATH": os.environ["PATH"],
+            "DJANGO_SETTINGS_MODULE": "hitl.settings",
+            "DATABASE_URL": os.environ["DATABASE_URL"],
+            "DEBUG": "1",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_environment_sets_the_limit_the_cool_off_and_the_proxies() -> None:
+    defaults = settings_with()
+    assert json.loads(defaults.stdout) == [5, 15 * 60, 0]
+    chosen = settings_with(
+        HITL_LOGIN_FAILURE_LIMIT="8", HITL_LOGIN_COOLOFF_MINUTES="60", HITL_TRUSTED_PROXY_COUNT="2"
+    )
+    assert json.loads(chosen.stdout) == [8, 3600, 2]
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("HITL_LOGIN_FAILURE_LIMIT", "0"),
+        ("HITL_LOGIN_FAILURE_LIMIT", "five"),
+        ("HITL_LOGIN_COOLOFF_MINUTES", "0"),
+        ("HITL_LOGIN_COOLOFF_MINUTES", "1.5"),
+        ("HITL_TRUSTED_PROXY_COUNT", "-1"),
+    ],
+)
+def test_a_bad_value_stops_the_process(name: str, value: str) -> None:
+    done = settings_with(**{name: value})
+    assert done.returncode != 0
+    assert f"{name} must be" in done.stderr
 
 
 def test_the_admin_login_is_throttled_the_same_way(alice: User, settings: Any) -> None:

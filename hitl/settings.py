@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -32,6 +33,20 @@ def env_float(name: str, default: float) -> float:
 
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_int(name: str, default: int, minimum: int) -> int:
+    """A whole number of at least `minimum`; anything else stops the process at start."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {raw!r}")
+    return value
 
 
 DEBUG = env_bool("DEBUG", False)
@@ -98,7 +113,11 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # WhiteNoise serves static files under runserver too, as in production.
+    "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "axes",
+    "csp",
     "django_htmx",
     "template_partials",
     # For its templates and static files: the API docs page is served locally, no CDN.
@@ -114,6 +133,9 @@ MIDDLEWARE = [
     # First: every later middleware's and view's log lines carry the request's id.
     "hitl.requestid.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files, answered before sessions or the database are touched.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -121,6 +143,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a refused login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "hitl.urls"
@@ -188,10 +212,61 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Without DEBUG, `collectstatic` (the image runs it) names each file by its content's hash and
+# writes gzipped copies; WhiteNoise serves those with a far-future, immutable Cache-Control,
+# and every other static URL with a short one. With DEBUG, files are served as they are.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/review/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# --- Login throttling (django-axes) -------------------------------------------------------
+# Failed logins (the desk's and the admin's) are counted per username and client address
+# together: spraying one username from many addresses, or many usernames from one address,
+# locks out only the pairs tried, never every reviewer. API tokens never log in, so they are
+# not counted. hitl/accounts/throttle.py has the address and the lockout page (429).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = env_int("HITL_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("HITL_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+# A login refused during the lockout does not extend it: the time the page gives holds.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# A successful login starts the count again.
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "hitl.accounts.throttle.client_ip"
+AXES_LOCKOUT_CALLABLE = "hitl.accounts.throttle.lockout_response"
+# How many reverse proxies in front append to X-Forwarded-For; 0: none, and the header is
+# ignored (anyone can send it). Behind N, the client is the Nth address from its right.
+HITL_TRUSTED_PROXY_COUNT = env_int("HITL_TRUSTED_PROXY_COUNT", 0, minimum=0)
+
+# --- Content Security Policy (django-csp) ----------------------------------------------------
+# Scripts and styles come only from our own static files: no inline script, style element or
+# style attribute, no eval. style-src and img-src are spelled out so that a view relaxing one
+# (only the API docs: hitl/api/urls.py) adds to 'self' instead of replacing it. The admin runs
+# under this policy as it is (docs/operations.md, "Content Security Policy").
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    }
+}
 
 SESSION_COOKIE_HTTPONLY = True
 # No script reads the CSRF cookie: the desk's htmx sends the token the template renders

@@ -23,6 +23,15 @@ django_settings.HITL_GATE_MIN_AUDIT_RATE = 0.0
 # Settings are production's (DEBUG off), which redirect plain HTTP to HTTPS; the test client
 # and the live servers speak plain HTTP. tests/test_deploy.py turns the redirect back on.
 django_settings.SECURE_SSL_REDIRECT = False
+# Static files: the tests run without `collectstatic`, so pages link the files as they are and
+# WhiteNoise finds them where they lie, as with DEBUG. tests/test_static_files.py collects them
+# and checks production's storage and headers.
+django_settings.STORAGES = {
+    **django_settings.STORAGES,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+django_settings.WHITENOISE_USE_FINDERS = True
+django_settings.WHITENOISE_AUTOREFRESH = True
 
 
 @pytest.fixture(scope="session")

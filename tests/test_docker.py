@@ -38,7 +38,7 @@ COMPOSE_SETS = {
     "HITL_AUDIT_CHECKPOINT_FILE",
 }
 NOT_PASSED = {"DATABASE_OWNER_URL", "DATABASE_RUNTIME_URL"}
-ENV_READERS = {"os.environ.get", "env_bool", "env_float", "env_list", "rate_setting"}
+ENV_READERS = {"os.environ.get", "env_bool", "env_float", "env_list", "rate_setting", "env_int"}
 
 sys.path.insert(0, str(DOCKER))
 import probe  # noqa: E402
@@ -52,7 +52,7 @@ def settings_variables() -> set[str]:
     """Every variable hitl/settings.py reads, by name, wherever it reads one."""
     tree = ast.parse((ROOT / "hitl/settings.py").read_text())
     names, unnamed = set(), []
-    helpers = {"env_bool", "env_float", "env_list", "rate_setting"}
+    helpers = {"env_bool", "env_float", "env_list", "rate_setting", "env_int"}
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef) and node.name in helpers:
             node.body = []  # their own `os.environ.get(name)` is the helper, not a read
@@ -171,6 +171,7 @@ def test_the_variable_finder_sees_every_form_and_refuses_unnamed_reads() -> None
     assert referenced_variables("${A} ${B:-x} ${C:?y} $${D}") == {"A", "B", "C"}
     assert "HITL_DB_PREPARE_THRESHOLD" in settings_variables()  # os.environ.get
     assert "DEBUG" in settings_variables()  # env_bool
+    assert "HITL_LOGIN_FAILURE_LIMIT" in settings_variables()  # env_int
 
 
 # --- the production lock and the image ---------------------------------------------------------

@@ -275,6 +275,14 @@
     }
   });
 
+  // The queue polls only while it is seen. (Not an hx-trigger filter: htmx evaluates those
+  // with eval, which the Content Security Policy forbids.)
+  document.addEventListener("htmx:beforeRequest", (event) => {
+    if (event.detail.elt.id === "queue" && document.visibilityState !== "visible") {
+      event.preventDefault();
+    }
+  });
+
   // htmx swaps new content in: the refreshed queue keeps the selection, a new page its focus.
   // A new page replaces this one, and its override choice with it (the choice lives on the
   // form). Focus starts on the new page, or on a field the server marked (autofocus: the

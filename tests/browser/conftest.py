@@ -80,11 +80,31 @@ def browser() -> Iterator[Any]:
         browser.close()
 
 
+# Every document reports the Content Security Policy violations it sees, before any script
+# of the page runs (an init script is the browser's, not subject to the page's policy).
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.hitlCspViolation(
+    `${event.effectiveDirective} blocked ${event.blockedURI || "inline"}` +
+      ` at ${event.sourceFile || event.documentURI}:${event.lineNumber}` +
+      (event.sample ? ` (${event.sample})` : "")
+  );
+});
+"""
+
+
 class Page:
-    """A logged-in page that records console errors and failed requests."""
+    """A page that records console errors, uncaught exceptions and CSP violations.
+
+    `errors` holds all three: every browser test that asserts it is empty also asserts that
+    the page broke no rule of its Content Security Policy. `violations` holds those alone.
+    """
 
     def __init__(self, browser: Any, base_url: str):
         self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.violations: list[str] = []
+        self.context.expose_function("hitlCspViolation", self._violation)
+        self.context.add_init_script(REPORT_CSP_VIOLATIONS)
         self.page = self.context.new_page()
         self.base_url = base_url
         self.errors: list[str] = []
@@ -94,6 +114,10 @@ class Page:
     def _console(self, message: Any) -> None:
         if message.type == "error":
             self.errors.append(message.text)
+
+    def _violation(self, text: str) -> None:
+        self.violations.append(text)
+        self.errors.append(f"CSP violation: {text}")
 
     def login(self, username: str, password: str = "pw") -> Any:
         page = self.page
@@ -107,11 +131,13 @@ class Page:
 
 @pytest.fixture
 def open_page(browser: Any, live_server: Any) -> Iterator[Any]:
+    """Opens a page logged in as `username`, or, given None, a page not logged in."""
     pages: list[Page] = []
 
-    def open_page(username: str) -> Page:
+    def open_page(username: str | None) -> Page:
         page = Page(browser, live_server.url)
-        page.login(username)
+        if username is not None:
+            page.login(username)
         pages.append(page)
         return page
 

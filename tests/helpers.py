@@ -45,3 +45,21 @@ def database_state() -> dict[str, tuple[int, str]]:
             count, digest = cursor.fetchone()
             state[table] = (count, digest)
     return state
+
+
+def require_runtime_role() -> None:
+    """Skip the calling module, saying why, unless the tests have the application's database
+    role (the `runtime` alias, DATABASE_RUNTIME_URL); in CI its absence is an error."""
+    import os
+
+    import pytest
+    from django.conf import settings
+
+    if "runtime" in settings.DATABASES:
+        return
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must set DATABASE_RUNTIME_URL (see .ci/run)")
+    pytest.skip(
+        "DATABASE_RUNTIME_URL is not set: `make test` sets it up on its private PostgreSQL",
+        allow_module_level=True,
+    )

@@ -7,32 +7,21 @@ does only this (`hitl_audit_redact`). Anything else done to a payload is still c
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings as django_settings
 from django.db import connection, connections
 from django.db.utils import DatabaseError
 
-from tests.test_audit_attacks import owner, sealed_chain
+from tests.helpers import require_runtime_role
+from tests.test_audit_attacks import _setup, owner, sealed_chain  # noqa: F401 (_setup: autouse)
 from workflows import services
 from workflows.errors import InvalidInput
 from workflows.models import AuditEvent
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "runtime"])
 
-if "runtime" not in django_settings.DATABASES:
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must set DATABASE_RUNTIME_URL (see .ci/run)")
-    pytest.skip("DATABASE_RUNTIME_URL is not set", allow_module_level=True)
-
-
-@pytest.fixture(autouse=True)
-def _setup(settings: Any, tmp_path: Path) -> None:
-    settings.HITL_AUDIT_KEYS = [("test", "test-only-audit-key")]
-    settings.HITL_AUDIT_CHECKPOINT_FILE = str(tmp_path / "checkpoints.jsonl")
+require_runtime_role()
 
 
 def test_a_redacted_payload_is_blanked_marked_audited_and_the_chain_verifies(

@@ -22,17 +22,12 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 
 from tests.freshshell import ROOT
+from tests.helpers import require_runtime_role
 from workflows import services
 from workflows.dbroles import AUDIT_SEAL_COLUMNS
 from workflows.models import AuditEvent
 
-if "runtime" not in settings.DATABASES:
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must set DATABASE_RUNTIME_URL (see .ci/run)")
-    pytest.skip(
-        "DATABASE_RUNTIME_URL is not set: `make test` sets it up on its private PostgreSQL",
-        allow_module_level=True,
-    )
+require_runtime_role()
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "runtime"])
 
